@@ -1,0 +1,44 @@
+# The course's two commands: `make lab` (learn) and `make test` (verify). See README.md.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch/torchvision are installed first from a pinned pair that exists for this platform; requirements.txt only
+# gives ranges (Colab keeps its own builds).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: lab test course check lint venv dev-venv clean-venv
+
+$(VENV)/.course: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS) || $(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.course requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.course
+dev-venv: $(VENV)/.dev
+
+lab: $(VENV)/.course  ## create .venv, install the course requirements, open JupyterLab on notebooks/
+	$(PY) -m pip install -q jupyterlab ipykernel
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+test: $(VENV)/.dev  ## create/update .venv with the dev requirements and run the whole suite
+	$(PY) tools/course.py check
+	$(VENV)/bin/ruff check .
+	MPLBACKEND=Agg $(PY) -m pytest
+
+course: $(VENV)/.dev  ## regenerate student notebooks, setup cells, badges, assignments.md, grading guide
+	$(PY) tools/course.py build
+
+check:  ## fail when anything generated from solutions/ is stale or a notebook is malformed
+	$(PY) tools/course.py check
+
+lint:
+	$(VENV)/bin/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

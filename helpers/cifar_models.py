@@ -1,0 +1,372 @@
+"""The two small CIFAR-10 models the course trains and ships: a Vision Transformer and a ResNet-style CNN.
+
+Both take images of shape (B, 3, 32, 32) normalised with ``helpers.data.CIFAR10_MEAN`` / ``CIFAR10_STD`` and
+return logits of shape (B, 10).
+
+* :class:`CourseViT` -- patch size 4 (an 8x8 token grid), a CLS token, learned positional embeddings and pre-norm
+  transformer blocks. The tokenizer is either the classic linear patch embedding (a strided convolution) or a
+  small convolutional stem that still produces one token per 4x4 image patch. Each attention module can record
+  its attention probabilities and q/k/v (see :func:`record_attention`), which notebook 02 visualises.
+* :class:`CourseCNN` -- a ResNet-style network whose last convolutional features (B, 256, 8, 8) are globally
+  average pooled before one linear layer, the architecture CAM needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ViTConfig",
+    "CNNConfig",
+    "CourseViT",
+    "CourseCNN",
+    "AttentionRecording",
+    "record_attention",
+    "build_model",
+]
+
+
+@dataclass
+class ViTConfig:
+    """Hyper-parameters of :class:`CourseViT`. ``tokenizer`` is ``"linear"`` or ``"conv"``."""
+
+    image_size: int = 32
+    patch_size: int = 4
+    in_chans: int = 3
+    num_classes: int = 10
+    dim: int = 192
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    tokenizer: str = "conv"
+    stem_channels: tuple[int, ...] = (64, 128)
+    dropout: float = 0.0
+    kind: str = field(default="vit", init=False)
+
+
+@dataclass
+class CNNConfig:
+    """Hyper-parameters of :class:`CourseCNN`: the widths of the stem and the three stages."""
+
+    in_chans: int = 3
+    num_classes: int = 10
+    widths: tuple[int, int, int, int] = (32, 64, 128, 256)
+    kind: str = field(default="cnn", init=False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Vision Transformer
+# --------------------------------------------------------------------------------------------------------------
+
+
+class LinearPatchEmbed(nn.Module):
+    """Cut the image into non-overlapping p x p patches and project each one linearly to ``dim``.
+
+    A linear map of a flattened patch is exactly a convolution with kernel = stride = p.
+    (B, C, H, W) -> (B, (H/p)*(W/p), dim), tokens in row-major order.
+    """
+
+    def __init__(self, patch_size: int, in_chans: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class ConvTokenizer(nn.Module):
+    """A convolutional stem that downsamples by ``patch_size`` (a power of two) with stride-2 3x3 convolutions.
+
+    Token (i, j) is centred on the 4x4 patch (i, j), so the token grid still maps to image regions; its receptive
+    field is a little larger than the patch (it sees the neighbouring pixels too).
+    (B, C, H, W) -> (B, (H/p)*(W/p), dim).
+    """
+
+    def __init__(self, patch_size: int, in_chans: int, dim: int, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        n_down = int(math.log2(patch_size))
+        if 2**n_down != patch_size:
+            raise ValueError(f"the conv tokenizer needs a power-of-two patch size, got {patch_size}")
+        widths = [in_chans, *channels, dim]
+        layers: list[nn.Module] = []
+        n_convs = len(widths) - 1
+        for i in range(n_convs):
+            stride = 2 if i >= n_convs - n_down else 1
+            last = i == n_convs - 1
+            layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, stride=stride, padding=1, bias=last))
+            if not last:
+                layers += [nn.BatchNorm2d(widths[i + 1]), nn.GELU()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention. (B, T, dim) -> (B, T, dim).
+
+    ``softmax(q k^T / sqrt(d)) v`` per head. When :attr:`recording` is set (by :func:`record_attention`), the
+    attention is computed explicitly and the probabilities (B, heads, T, T) and q, k, v (B, heads, T, d) are
+    stored on the module; otherwise the fused ``F.scaled_dot_product_attention`` kernel is used.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim={dim} is not divisible by heads={heads}")
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+        self.recording: AttentionRecording | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, T, head_dim)
+        if self.recording is None:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        else:
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+            self.recording._store(self, attn, q, k, v)
+            out = attn @ v
+        return self.proj(out.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)). (B, T, dim) -> (B, T, dim)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class CourseViT(nn.Module):
+    """The course Vision Transformer. (B, 3, 32, 32) -> logits (B, 10).
+
+    Tokens: index 0 is the CLS token, indices 1..64 the 8x8 patch grid in row-major order
+    (``num_prefix_tokens = 1``). The head reads the final CLS token after a LayerNorm.
+    """
+
+    num_prefix_tokens = 1
+
+    def __init__(self, config: ViTConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or ViTConfig()
+        self.config = cfg
+        if cfg.image_size % cfg.patch_size:
+            raise ValueError("image_size must be a multiple of patch_size")
+        self.grid_size = cfg.image_size // cfg.patch_size
+        num_patches = self.grid_size**2
+        if cfg.tokenizer == "linear":
+            self.patch_embed: nn.Module = LinearPatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim)
+        elif cfg.tokenizer == "conv":
+            self.patch_embed = ConvTokenizer(cfg.patch_size, cfg.in_chans, cfg.dim, tuple(cfg.stem_channels))
+        else:
+            raise ValueError(f"unknown tokenizer {cfg.tokenizer!r}; use 'linear' or 'conv'")
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, cfg.dim))
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.num_classes)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.apply(_init_vit_weights)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed an image batch: (B, 3, H, W) -> (B, 1 + N, dim), CLS first, positions added."""
+        _check_images(x, self.config.in_chans)
+        t = self.patch_embed(x)
+        cls = self.cls_token.expand(t.shape[0], -1, -1)
+        return torch.cat([cls, t], dim=1) + self.pos_embed
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> final normalised token states (B, 1 + N, dim)."""
+        t = self.tokens(x)
+        for block in self.blocks:
+            t = block(t)
+        return self.norm(t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x)[:, 0])
+
+
+def _init_vit_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+class AttentionRecording:
+    """What :func:`record_attention` collected, one entry per block, first block first.
+
+    Attributes:
+        attentions: list of (B, heads, T, T) attention probabilities (rows sum to 1).
+        queries, keys, values: lists of (B, heads, T, head_dim) tensors (only when ``qkv=True``).
+        gradients: after ``backward()``, list of d(output)/d(attention), (B, heads, T, T) (only when
+            ``gradients=True``); entry i belongs to block i.
+    """
+
+    def __init__(self, modules: list[Attention], qkv: bool, gradients: bool, detach: bool) -> None:
+        self._index = {id(m): i for i, m in enumerate(modules)}
+        n = len(modules)
+        self.qkv, self.want_grad, self.detach = qkv, gradients, detach
+        self.attentions: list[torch.Tensor | None] = [None] * n
+        self.queries: list[torch.Tensor | None] = [None] * n
+        self.keys: list[torch.Tensor | None] = [None] * n
+        self.values: list[torch.Tensor | None] = [None] * n
+        self._grads: list[torch.Tensor | None] = [None] * n
+
+    def _store(self, module: Attention, attn: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        i = self._index[id(module)]
+        if self.want_grad and attn.requires_grad:
+
+            def save_grad(g: torch.Tensor, i: int = i) -> None:
+                self._grads[i] = g.detach()
+
+            attn.register_hook(save_grad)
+        keep = (lambda t: t.detach()) if self.detach else (lambda t: t)
+        self.attentions[i] = keep(attn)
+        if self.qkv:
+            self.queries[i], self.keys[i], self.values[i] = keep(q), keep(k), keep(v)
+
+    @property
+    def gradients(self) -> list[torch.Tensor]:
+        if not self.want_grad:
+            raise RuntimeError("gradients were not recorded: use record_attention(model, gradients=True)")
+        if any(g is None for g in self._grads):
+            raise RuntimeError("no gradients yet: call backward() on a score inside the recording first")
+        return list(self._grads)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def record_attention(
+    model: nn.Module, qkv: bool = False, gradients: bool = False, detach: bool = True
+) -> Iterator[AttentionRecording]:
+    """Record the attention of every :class:`Attention` module in ``model`` while the context is open.
+
+    >>> with record_attention(vit) as rec:
+    ...     logits = vit(x)
+    >>> rec.attentions[0].shape  # (B, heads, 65, 65)
+
+    With ``gradients=True`` the attention maps keep their graph and ``rec.gradients`` holds d(score)/d(attention)
+    after you call ``backward()``. The modules are restored when the context exits, also after an exception.
+    """
+    modules = [m for m in model.modules() if isinstance(m, Attention)]
+    if not modules:
+        raise ValueError("this model has no helpers.cifar_models.Attention modules to record")
+    rec = AttentionRecording(modules, qkv=qkv, gradients=gradients, detach=detach and not gradients)
+    for m in modules:
+        if m.recording is not None:
+            raise RuntimeError("attention is already being recorded on this model")
+        m.recording = rec
+    try:
+        yield rec
+    finally:
+        for m in modules:
+            m.recording = None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CNN
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Residual(nn.Module):
+    """x + f(x) with f two 3x3 conv-BN-ReLU layers. (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(channels, channels), _conv_bn(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class CourseCNN(nn.Module):
+    """A ResNet-style CIFAR-10 CNN (a half-width ResNet-9). (B, 3, 32, 32) -> logits (B, 10).
+
+    ``features`` maps the image to the last convolutional feature map (B, 256, 8, 8); ``pool`` is global average
+    pooling and ``fc`` the linear classifier, so ``CAM_c = sum_k fc.weight[c, k] * features[:, k]``.
+    ``model.features[-1]`` is the usual Grad-CAM target layer.
+    """
+
+    def __init__(self, config: CNNConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or CNNConfig()
+        self.config = cfg
+        w0, w1, w2, w3 = cfg.widths
+        self.features = nn.Sequential(
+            _conv_bn(cfg.in_chans, w0),  # 32x32
+            nn.Sequential(_conv_bn(w0, w1), nn.MaxPool2d(2)),  # 16x16
+            Residual(w1),
+            nn.Sequential(_conv_bn(w1, w2), nn.MaxPool2d(2)),  # 8x8
+            _conv_bn(w2, w3),
+            Residual(w3),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(w3, cfg.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_images(x, self.config.in_chans)
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def _check_images(x: torch.Tensor, channels: int) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor of shape (B, {channels}, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"expected images of shape (B, {channels}, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected a floating-point tensor (normalised images), got {x.dtype}")
+
+
+def build_model(config: ViTConfig | CNNConfig | dict) -> nn.Module:
+    """Build a course model from its config (or the config's ``asdict`` form, as stored in checkpoints)."""
+    if isinstance(config, dict):
+        cfg = dict(config)
+        kind = cfg.pop("kind", None)
+        if kind == "vit":
+            if "stem_channels" in cfg:
+                cfg["stem_channels"] = tuple(cfg["stem_channels"])
+            return CourseViT(ViTConfig(**cfg))
+        if kind == "cnn":
+            cfg["widths"] = tuple(cfg["widths"])
+            return CourseCNN(CNNConfig(**cfg))
+        raise ValueError(f"unknown model kind {kind!r} in config; expected 'vit' or 'cnn'")
+    if isinstance(config, ViTConfig):
+        return CourseViT(config)
+    if isinstance(config, CNNConfig):
+        return CourseCNN(config)
+    raise TypeError(f"expected a ViTConfig, CNNConfig or dict, got {type(config).__name__}")
+
+
+def config_dict(model: nn.Module) -> dict:
+    """The config of a course model as a plain dict (safe for ``torch.load(weights_only=True)``)."""
+    cfg = asdict(model.config)  # type: ignore[arg-type]
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}

@@ -1,0 +1,59 @@
+"""Execute every solution and every student notebook top to bottom in a real Jupyter kernel, offline.
+
+Solutions run with ``XAI_SMOKE=1 XAI_OFFLINE=1 XAI_STRICT=1``: every exercise check must pass. Student copies run
+with every exercise unsolved (``XAI_STRICT=0``): they must still reach the end, and every check must say "not done"
+rather than fail. Run times are printed at the end of the session (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import NOTEBOOK_TIMES, ROOT
+
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+CASES = [(folder, p.name) for p in SOLUTIONS for folder in ("solutions", "notebooks")]
+
+
+def _outputs_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out.get("text", ""))
+            elif "data" in out and "text/plain" in out["data"]:
+                parts.append(out["data"]["text/plain"])
+    return "\n".join(parts)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize(("folder", "name"), CASES, ids=[f"{f}/{n}" for f, n in CASES])
+def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = ROOT / folder / name
+    nb = nbformat.read(path, as_version=4)
+    monkeypatch.setenv("XAI_SMOKE", "1")
+    monkeypatch.setenv("XAI_OFFLINE", "1")
+    monkeypatch.setenv("XAI_STRICT", "1" if folder == "solutions" else "0")
+    monkeypatch.setenv("XAI_DATA_DIR", str(fake_data_dir))
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    NOTEBOOK_TIMES[f"{folder}/{name}"] = time.perf_counter() - start
+    text = _outputs_text(nb)
+    assert "RANDOM" in text, "offline mode must say that pretrained models use random weights"
+    if folder == "solutions":
+        assert "⏳ TODO" not in text, "a solution notebook left an exercise unsolved"
+        assert "✅ PASS" in text or "TOSUBMIT" in "".join(c.source for c in nb.cells)
+    else:
+        fails = [line for line in text.splitlines() if line.startswith("❌ FAIL") and "demo:" not in line]
+        assert not fails, f"an unsolved exercise must report 'not done', not fail: {fails}"
+        n_exercises = sum("### BEGIN SOLUTION" in c.source for c in nbformat.read(ROOT / "solutions" / name, 4).cells
+                          if c.cell_type == "code")
+        assert text.count("⏳ TODO") >= n_exercises, "every unsolved exercise's check must say 'not done yet'"

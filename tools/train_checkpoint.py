@@ -1,0 +1,126 @@
+"""Train and save a shipped CIFAR-10 checkpoint (maintainers only; see data/checkpoints/README.md).
+
+    python tools/train_checkpoint.py cnn_cifar10
+    python tools/train_checkpoint.py vit_cifar10
+
+Data: the JPEG-encoded CIFAR-10 training split (``train/<class>/NNNN.jpg``), by default
+``../shared/data/cifar10-train-jpeg.tar.gz``. The last 500 images of each class (by file name) are held out for
+validation; the official test split is not used. The decoded images are cached as a tensor file outside the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tarfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from helpers.checkpoints import ARCHITECTURES, save_checkpoint  # noqa: E402
+from helpers.cifar_models import build_model  # noqa: E402
+from helpers.data import CIFAR10_CLASSES  # noqa: E402
+from helpers.training import TrainConfig, train  # noqa: E402
+
+DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+VAL_PER_CLASS = 500
+
+RECIPES = {
+    "cnn_cifar10": (ARCHITECTURES["cnn_cifar10"], TrainConfig(epochs=12, batch_size=256, lr=0.2, weight_decay=5e-4, optimizer="sgd",
+                                             warmup_epochs=1.0, label_smoothing=0.1, grad_clip=None)),
+    "vit_cifar10": (ARCHITECTURES["vit_cifar10"], TrainConfig(epochs=200, batch_size=128, lr=1.5e-3, weight_decay=0.05, optimizer="adamw",
+                                warmup_epochs=1.0, label_smoothing=0.1, amp=False, grad_clip=1.0)),
+}
+
+
+def load_jpeg_split(tar_path: Path, cache: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train_x, train_y, val_x, val_y): uint8 (N, 3, 32, 32) and int64 (N,), val = last 500 per class."""
+    if cache.exists():
+        d = torch.load(cache, weights_only=True)
+        return d["train_x"], d["train_y"], d["val_x"], d["val_y"]
+    if not tar_path.exists():
+        raise FileNotFoundError(f"{tar_path} not found: pass --data PATH to the CIFAR-10 JPEG tarball")
+    per_class: dict[str, list[tuple[str, np.ndarray]]] = {c: [] for c in CIFAR10_CLASSES}
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) < 3 or parts[-2] not in per_class:
+                continue
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            img = np.asarray(Image.open(BytesIO(data)).convert("RGB"))
+            per_class[parts[-2]].append((parts[-1], img))
+    tx, ty, vx, vy = [], [], [], []
+    for label, cls in enumerate(CIFAR10_CLASSES):
+        items = sorted(per_class[cls], key=lambda t: t[0])
+        for i, (_, img) in enumerate(items):
+            (vx if i >= len(items) - VAL_PER_CLASS else tx).append(img)
+            (vy if i >= len(items) - VAL_PER_CLASS else ty).append(label)
+
+    def to_t(imgs: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
+
+    out = to_t(tx), torch.tensor(ty), to_t(vx), torch.tensor(vy)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"train_x": out[0], "train_y": out[1], "val_x": out[2], "val_y": out[3]}, cache)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=sorted(RECIPES))
+    p.add_argument("--data", type=Path, default=DEFAULT_TAR)
+    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--amp", choices=["on", "off"], help="override the recipe's bf16 autocast")
+    p.add_argument("--max-minutes", type=float, help="stop at this wall-clock budget")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints")
+    p.add_argument("--no-save", action="store_true", help="train and report only (benchmarks)")
+    p.add_argument("--log", type=Path, help="write the history as JSON here")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_cfg, train_cfg = RECIPES[args.name]
+    if args.epochs:
+        train_cfg.epochs = args.epochs
+    train_cfg.max_minutes = args.max_minutes
+    if args.amp:
+        train_cfg.amp = args.amp == "on"
+    torch.manual_seed(train_cfg.seed)
+    t0 = time.time()
+    tx, ty, vx, vy = load_jpeg_split(args.data, args.cache)
+    print(f"data: {len(tx)} train / {len(vx)} val images, loaded in {time.time() - t0:.1f} s", flush=True)
+    model = build_model(model_cfg).to(memory_format=torch.channels_last)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.name}: {n_params / 1e6:.2f} M parameters; recipe {train_cfg}", flush=True)
+    hist = train(model, tx, ty, train_cfg, vx, vy, device="cpu", show_progress=False, log=lambda m: print(m, flush=True))
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    meta = {
+        "val_accuracy": round(hist.val_acc[-1], 4),
+        "epochs": round(hist.epoch[-1], 2),
+        "train_minutes": round(hist.seconds[-1] / 60, 1),
+        "parameters": n_params,
+        "machine": machine,
+        "command": f"python tools/train_checkpoint.py {args.name}"
+                   + (f" --epochs {args.epochs}" if args.epochs else "")
+                   + (f" --max-minutes {args.max_minutes}" if args.max_minutes else ""),
+        "validation": f"last {VAL_PER_CLASS} images per class of the CIFAR-10 training split",
+    }
+    if args.log:
+        args.log.write_text(json.dumps({"meta": meta, "history": hist.__dict__}, indent=2))
+    if not args.no_save:
+        path = save_checkpoint(model, args.name, meta, args.out)
+        print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB): {meta}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
