@@ -42,7 +42,7 @@ def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch:
     monkeypatch.setenv("XAI_DATA_DIR", str(fake_data_dir))
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(nb, timeout=600, startup_timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()
     NOTEBOOK_TIMES[f"{folder}/{name}"] = time.perf_counter() - start
