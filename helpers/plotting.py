@@ -1,0 +1,288 @@
+"""Plotting: images, heatmap overlays, grids, method comparisons, training curves, confusion matrices.
+
+Images may be torch tensors or numpy arrays, CHW or HWC (a leading batch dimension of 1 is dropped), uint8 in
+[0, 255] or float in [0, 1]; pass ``mean``/``std`` to undo a normalisation first. Heatmaps are (h, w) of any size
+(upsampled bilinearly to the image). Every function takes an optional ``ax`` (or makes its own figure) and returns
+the ``matplotlib`` figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "to_display",
+    "to_heatmap",
+    "show_image",
+    "overlay_heatmap",
+    "image_grid",
+    "compare_methods",
+    "plot_history",
+    "confusion_matrix_plot",
+]
+
+
+def _numpy(x: Any, what: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        return x.numpy()
+    if hasattr(x, "mode") and hasattr(x, "size") and hasattr(x, "convert"):  # PIL image
+        return np.asarray(x.convert("RGB"))
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # noqa: BLE001
+        raise TypeError(f"{what}: cannot convert a {type(x).__name__} to an array") from exc
+
+
+def to_display(img: Any, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> np.ndarray:
+    """Any image -> HWC float array in [0, 1] ready for ``imshow`` (greyscale stays (H, W)).
+
+    Accepts (H, W), (H, W, C), (C, H, W) or (1, C, H, W) with C in {1, 3, 4} (alpha dropped); uint8 is divided by
+    255. With ``mean`` and ``std`` the image is first denormalised (``x * std + mean``, channel-wise), then clipped.
+    Without them a float image must lie in [0, 1] (a small overshoot from resampling is clipped).
+    """
+    arr = _numpy(img, "image")
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.transpose(arr, (1, 2, 0))
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ValueError(f"expected an image of shape (H, W), (H, W, 3), (3, H, W) or (1, 3, H, W), got {arr.shape}")
+    if arr.ndim == 3:
+        arr = arr[..., :3]
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.float32)
+    elif arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    elif np.issubdtype(arr.dtype, np.integer):
+        if arr.min() < 0 or arr.max() > 255:
+            raise ValueError(f"integer images must be in [0, 255], got [{arr.min()}, {arr.max()}]")
+        arr = arr.astype(np.float32) / 255.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)
+    else:
+        raise TypeError(f"unsupported image dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError("image contains NaN or inf")
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std (or neither)")
+    if mean is not None:
+        if arr.ndim != 3 or len(mean) != 3 or len(std) != 3:
+            raise ValueError("denormalising needs an RGB image and 3 values each for mean and std")
+        arr = arr * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
+    elif arr.min() < -0.05 or arr.max() > 1.05:
+        raise ValueError(f"float images must be in [0, 1] (got [{arr.min():.3g}, {arr.max():.3g}]); pass mean= and "
+                         "std= to undo a normalisation")
+    return np.clip(arr, 0.0, 1.0)
+
+
+def to_heatmap(heatmap: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A heatmap (h, w), (1, h, w) or (1, 1, h, w) -> float (h, w); upsampled bilinearly to ``size`` = (H, W)."""
+    t = torch.as_tensor(_numpy(heatmap, "heatmap"))
+    while t.dim() > 2 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 2:
+        raise ValueError(f"expected a heatmap of shape (h, w) (a channel-summed map), got {tuple(t.shape)}")
+    t = t.float()
+    if not torch.isfinite(t).all():
+        raise ValueError("heatmap contains NaN or inf")
+    if size is not None and tuple(t.shape) != tuple(size):
+        t = torch.nn.functional.interpolate(t[None, None], size=tuple(size), mode="bilinear", align_corners=False)[0, 0]
+    return t.numpy()
+
+
+def _new_ax(ax: Any = None, figsize: tuple[float, float] = (4, 4)):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def show_image(img: Any, ax: Any = None, title: str | None = None, mean: Sequence[float] | None = None,
+               std: Sequence[float] | None = None):
+    """Show one image (see :func:`to_display` for what is accepted). Returns the figure."""
+    disp = to_display(img, mean, std)
+    fig, ax = _new_ax(ax)
+    ax.imshow(disp, cmap="gray" if disp.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def overlay_heatmap(img: Any, heatmap: Any, ax: Any = None, alpha: float = 0.5, cmap: str = "jet",
+                    title: str | None = None, signed: bool = False, mean: Sequence[float] | None = None,
+                    std: Sequence[float] | None = None, colorbar: bool = False):
+    """Draw ``heatmap`` over ``img``.
+
+    ``heatmap`` (h, w) of any size is upsampled bilinearly to the image. Unsigned maps are scaled to [min, max]
+    with ``cmap``; ``signed=True`` uses a diverging map (``bwr``: blue negative, red positive) centred at 0 with
+    limits +-max|map|. Returns the figure.
+    """
+    import matplotlib.colors as mcolors
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    disp = to_display(img, mean, std)
+    hm = to_heatmap(heatmap, disp.shape[:2])
+    fig, ax = _new_ax(ax)
+    ax.imshow(disp, cmap="gray" if disp.ndim == 2 else None, vmin=0, vmax=1)
+    if signed:
+        lim = float(np.abs(hm).max()) or 1.0
+        norm = mcolors.TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
+        im = ax.imshow(hm, cmap="bwr" if cmap == "jet" else cmap, norm=norm, alpha=alpha)
+    else:
+        lo, hi = float(hm.min()), float(hm.max())
+        im = ax.imshow(hm, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1.0, alpha=alpha)
+    if colorbar:
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None, ncols: int = 4, cmap: str | None = None,
+               suptitle: str | None = None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+               size: float = 2.5):
+    """Images in a grid with ``ncols`` columns (a (B, C, H, W) tensor counts as B images). Returns the figure.
+
+    2-D entries that are not images (e.g. heatmaps with values outside [0, 1]) are shown with ``cmap`` scaled to
+    their range.
+    """
+    import matplotlib.pyplot as plt
+
+    items = list(images) if not isinstance(images, (torch.Tensor, np.ndarray)) else [im for im in images]
+    if not items:
+        raise ValueError("image_grid needs at least one image")
+    if titles is not None and len(titles) != len(items):
+        raise ValueError(f"{len(items)} images but {len(titles)} titles")
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    ncols = min(ncols, len(items))
+    nrows = -(-len(items) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= len(items):
+            continue
+        arr = _numpy(items[i], f"image {i}")
+        if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating) and (arr.min() < 0 or arr.max() > 1):
+            ax.imshow(arr, cmap=cmap or "viridis")
+        else:
+            disp = to_display(arr, mean, std)
+            ax.imshow(disp, cmap=(cmap or "gray") if disp.ndim == 2 else None, vmin=0, vmax=1)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def compare_methods(image: Any, maps: Mapping[str, Any], title: str | None = None, alpha: float = 0.5,
+                    cmap: str = "jet", signed: bool | Mapping[str, bool] = False,
+                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None, size: float = 2.8,
+                    axes: Sequence[Any] | None = None):
+    """One row: the image, then each method's heatmap overlaid on it (titled with the method's name).
+
+    ``signed`` may be a bool for all maps or a dict name -> bool. ``axes`` (optional) are ``1 + len(maps)`` axes
+    to draw in (e.g. one row of a bigger figure). Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if not maps:
+        raise ValueError("compare_methods needs at least one heatmap")
+    n = 1 + len(maps)
+    if axes is None:
+        fig, axes = plt.subplots(1, n, figsize=(size * n, size + 0.4), squeeze=False)
+        axes = list(axes[0])
+    elif len(axes) != n:
+        raise ValueError(f"need {n} axes (image + {len(maps)} maps), got {len(axes)}")
+    fig = axes[0].figure
+    show_image(image, ax=axes[0], title="image", mean=mean, std=std)
+    for ax, (name, hm) in zip(axes[1:], maps.items(), strict=True):
+        sgn = signed.get(name, False) if isinstance(signed, Mapping) else signed
+        overlay_heatmap(image, hm, ax=ax, alpha=alpha, cmap=cmap, title=name, signed=sgn, mean=mean, std=std)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_history(history: Any, ax: Any = None):
+    """Training curves of a ``helpers.training.History``: loss (left axis) and accuracy (right axis) vs epoch.
+
+    Also accepts a dict with the same keys (``epoch``, ``train_loss``, ``train_acc``, ``val_acc``). Returns the figure.
+    """
+    get = history.get if isinstance(history, Mapping) else (lambda k, d=None: getattr(history, k, d))
+    epoch = list(get("epoch", []) or [])
+    loss = list(get("train_loss", []) or [])
+    if not epoch or len(loss) != len(epoch):
+        raise ValueError(f"history needs equally long, non-empty 'epoch' and 'train_loss' (got {len(epoch)} and "
+                         f"{len(loss)})")
+    fig, ax = _new_ax(ax, figsize=(6, 3.5))
+    (l1,) = ax.plot(epoch, loss, "o-", color="tab:blue", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    lines = [l1]
+    for key, style, label in (("train_acc", "s--", "train acc"), ("val_acc", "^-", "val acc")):
+        values = list(get(key, []) or [])
+        if values and len(values) == len(epoch):
+            color = "tab:green" if key == "train_acc" else "tab:red"
+            (line,) = ax2.plot(epoch, values, style, label=label, color=color)
+            lines.append(line)
+    ax2.set_ylabel("accuracy")
+    ax2.set_ylim(0, 1)
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="center right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def confusion_matrix_plot(y_true: Any, y_pred: Any, class_names: Sequence[str], ax: Any = None,
+                          normalize: bool = True, title: str | None = None):
+    """Confusion matrix (rows: true class, columns: predicted), row-normalised when ``normalize``. Returns the figure.
+
+    ``y_true``, ``y_pred``: integer labels (N,) in ``0..len(class_names)-1``.
+    """
+    t = np.asarray(_numpy(y_true, "y_true")).reshape(-1)
+    p = np.asarray(_numpy(y_pred, "y_pred")).reshape(-1)
+    k = len(class_names)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} labels but y_pred {p.size}")
+    if t.size == 0:
+        raise ValueError("no labels given")
+    for name, v in (("y_true", t), ("y_pred", p)):
+        if not np.issubdtype(v.dtype, np.integer) or v.min() < 0 or v.max() >= k:
+            raise ValueError(f"{name} must be integer labels in 0..{k - 1}")
+    cm = np.zeros((k, k), dtype=np.float64)
+    np.add.at(cm, (t, p), 1)
+    if normalize:
+        cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = _new_ax(ax, figsize=(0.55 * k + 2.5, 0.55 * k + 2))
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(k), labels=class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), labels=class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    thresh = cm.max() / 2 if cm.max() > 0 else 0.5
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                txt = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > thresh else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    acc = float((t == p).mean())
+    ax.set_title(title or f"accuracy {acc:.1%}")
+    return fig

@@ -1,0 +1,144 @@
+"""helpers.plotting: every function accepts the course's image formats and returns a figure (Agg backend)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from helpers import data, plotting  # noqa: E402
+from helpers.training import History  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+RGB = (np.random.default_rng(0).random((12, 16, 3)) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("img", [
+    RGB,
+    RGB.astype(np.float32) / 255,
+    torch.from_numpy(RGB).permute(2, 0, 1),
+    torch.from_numpy(RGB).permute(2, 0, 1).float()[None] / 255,
+    RGB[..., 0],
+])
+def test_to_display_formats(img):
+    out = plotting.to_display(img)
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+    assert out.shape[:2] == (12, 16)
+    ref = RGB if out.ndim == 3 else RGB[..., 0]
+    np.testing.assert_allclose(out, ref / 255, atol=1e-6)
+
+
+def test_to_display_denormalises():
+    x = torch.rand(3, 8, 8)
+    z = data.normalize(x, data.IMAGENET_MEAN, data.IMAGENET_STD)
+    out = plotting.to_display(z, data.IMAGENET_MEAN, data.IMAGENET_STD)
+    np.testing.assert_allclose(out, x.permute(1, 2, 0).numpy(), atol=1e-5)
+
+
+def test_to_display_bad_input():
+    with pytest.raises(ValueError, match="mean="):
+        plotting.to_display(torch.randn(3, 8, 8) * 3)
+    with pytest.raises(ValueError, match="shape"):
+        plotting.to_display(np.zeros((2, 3, 8, 8)))
+    with pytest.raises(ValueError, match="shape"):
+        plotting.to_display(np.zeros((8, 8, 5)))
+    with pytest.raises(ValueError, match="NaN"):
+        plotting.to_display(np.full((4, 4, 3), np.nan))
+    with pytest.raises(ValueError, match="both"):
+        plotting.to_display(np.zeros((4, 4, 3)), mean=(0, 0, 0))
+
+
+def test_show_image_and_ax():
+    fig = plotting.show_image(RGB, title="cat")
+    assert isinstance(fig, Figure)
+    fig2, axes = plt.subplots(1, 2)
+    assert plotting.show_image(RGB, ax=axes[1]) is fig2
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_overlay_heatmap_upsamples(signed):
+    hm = torch.randn(3, 4)
+    fig = plotting.overlay_heatmap(torch.from_numpy(RGB).permute(2, 0, 1), hm, signed=signed, title="m",
+                                   colorbar=True)
+    assert isinstance(fig, Figure)
+    layer = fig.axes[0].images[1].get_array()
+    assert layer.shape == (12, 16)
+    if signed:
+        norm = fig.axes[0].images[1].norm
+        assert norm.vmin == pytest.approx(-norm.vmax)
+
+
+def test_to_heatmap_is_bilinear():
+    hm = torch.rand(1, 1, 4, 4)
+    up = plotting.to_heatmap(hm, (8, 8))
+    ref = torch.nn.functional.interpolate(hm, size=(8, 8), mode="bilinear", align_corners=False)[0, 0]
+    np.testing.assert_allclose(up, ref.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="heatmap"):
+        plotting.to_heatmap(torch.rand(3, 4, 4))
+
+
+def test_overlay_bad_heatmap():
+    with pytest.raises(ValueError, match="heatmap"):
+        plotting.overlay_heatmap(RGB, np.zeros((3, 4, 4)))
+    with pytest.raises(ValueError, match="alpha"):
+        plotting.overlay_heatmap(RGB, np.zeros((4, 4)), alpha=2)
+
+
+def test_image_grid():
+    imgs = [RGB, RGB[..., 0], np.random.default_rng(1).normal(size=(5, 5)), torch.rand(3, 6, 6)]
+    fig = plotting.image_grid(imgs, titles=list("abcd"), ncols=3, suptitle="grid")
+    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    assert isinstance(plotting.image_grid(torch.rand(5, 3, 8, 8), ncols=2), Figure)
+    with pytest.raises(ValueError, match="titles"):
+        plotting.image_grid(imgs, titles=["a"])
+    with pytest.raises(ValueError, match="at least one"):
+        plotting.image_grid([])
+
+
+def test_compare_methods():
+    maps = {"saliency": np.random.rand(12, 16), "grad-cam": torch.rand(7, 7), "IG": np.random.randn(12, 16)}
+    fig = plotting.compare_methods(RGB, maps, signed={"IG": True}, title="cat")
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes] == ["image", "saliency", "grad-cam", "IG"]
+    fig2, axes = plt.subplots(2, 4)
+    assert plotting.compare_methods(RGB, maps, axes=axes[1]) is fig2
+    with pytest.raises(ValueError, match="axes"):
+        plotting.compare_methods(RGB, maps, axes=axes[1][:2])
+    with pytest.raises(ValueError, match="at least one"):
+        plotting.compare_methods(RGB, {})
+
+
+def test_plot_history():
+    h = History(epoch=[1, 2, 3], train_loss=[2.0, 1.5, 1.2], train_acc=[0.3, 0.5, 0.6], val_acc=[0.35, 0.5, 0.55])
+    fig = plotting.plot_history(h)
+    assert isinstance(fig, Figure)
+    assert isinstance(plotting.plot_history({"epoch": [1], "train_loss": [1.0]}), Figure)
+    with pytest.raises(ValueError, match="history"):
+        plotting.plot_history(History())
+
+
+def test_confusion_matrix_plot():
+    y = torch.tensor([0, 1, 2, 2, 1])
+    p = torch.tensor([0, 2, 2, 2, 1])
+    fig = plotting.confusion_matrix_plot(y, p, ["a", "b", "c"])
+    cm = fig.axes[0].images[0].get_array()
+    np.testing.assert_allclose(cm, [[1, 0, 0], [0, 0.5, 0.5], [0, 0, 1]])
+    assert "80.0%" in fig.axes[0].get_title()
+    counts = plotting.confusion_matrix_plot(y, p, ["a", "b", "c"], normalize=False).axes[0].images[0].get_array()
+    assert counts.sum() == 5
+    with pytest.raises(ValueError, match="labels"):
+        plotting.confusion_matrix_plot(y, p[:3], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="0..1"):
+        plotting.confusion_matrix_plot(y, p, ["a", "b"])
