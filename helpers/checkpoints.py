@@ -53,14 +53,17 @@ def shipped_checkpoints(directory: str | Path = CHECKPOINT_DIR) -> dict[str, Any
     return _read_manifest(Path(directory))
 
 
-def save_checkpoint(model: nn.Module, name: str, meta: dict[str, Any] | None = None,
-                    directory: str | Path = CHECKPOINT_DIR) -> Path:
+def save_checkpoint(
+    model: nn.Module, name: str, meta: dict[str, Any] | None = None, directory: str | Path = CHECKPOINT_DIR
+) -> Path:
     """Save a course model as ``<directory>/<name>.pt`` (fp32 CPU weights) and record its SHA-256 in the manifest."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.pt"
-    state = {k: v.detach().float().cpu().clone() if v.is_floating_point() else v.detach().cpu().clone()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().float().cpu().clone() if v.is_floating_point() else v.detach().cpu().clone()
+        for k, v in model.state_dict().items()
+    }
     torch.save({"config": config_dict(model), "state_dict": state, "meta": dict(meta or {})}, path)
     manifest = _read_manifest(directory)
     manifest[name] = {"file": path.name, "sha256": sha256_file(path), **(meta or {})}
@@ -68,7 +71,9 @@ def save_checkpoint(model: nn.Module, name: str, meta: dict[str, Any] | None = N
     return path
 
 
-def load_checkpoint(name: str, directory: str | Path = CHECKPOINT_DIR, expected_config: dict | None = None) -> nn.Module:
+def load_checkpoint(
+    name: str, directory: str | Path = CHECKPOINT_DIR, expected_config: dict | None = None
+) -> nn.Module:
     """Load a checkpoint by name: the trained model, in eval mode, on the CPU.
 
     Raises :class:`CheckpointError` (with the fix) when the name is unknown, the file is missing, its SHA-256 does
@@ -76,8 +81,11 @@ def load_checkpoint(name: str, directory: str | Path = CHECKPOINT_DIR, expected_
     """
     directory = Path(directory)
     manifest = _read_manifest(directory)
-    if name in ARCHITECTURES and (name not in manifest or not (directory / manifest[name]["file"]).exists()) \
-            and env.offline():
+    if (
+        name in ARCHITECTURES
+        and (name not in manifest or not (directory / manifest[name]["file"]).exists())
+        and env.offline()
+    ):
         print(f"WARNING (XAI_OFFLINE=1): checkpoint {name!r} is not available; using RANDOMLY INITIALISED weights.")
         return build_model(ARCHITECTURES[name]).eval()
     if name not in manifest:
@@ -86,12 +94,16 @@ def load_checkpoint(name: str, directory: str | Path = CHECKPOINT_DIR, expected_
     entry = manifest[name]
     path = directory / entry["file"]
     if not path.exists():
-        raise CheckpointError(f"checkpoint file {path} is missing; restore it with `git checkout -- {path.name}` "
-                              "or re-create it with tools/train_checkpoint.py (see data/checkpoints/README.md)")
+        raise CheckpointError(
+            f"checkpoint file {path} is missing; restore it with `git checkout -- {path.name}` "
+            "or re-create it with tools/train_checkpoint.py (see data/checkpoints/README.md)"
+        )
     digest = sha256_file(path)
     if digest != entry["sha256"]:
-        raise CheckpointError(f"checkpoint {path} has SHA-256 {digest[:12]}..., expected {entry['sha256'][:12]}...: "
-                              "the file is corrupt or was changed. Restore it with git, or retrain and re-save it.")
+        raise CheckpointError(
+            f"checkpoint {path} has SHA-256 {digest[:12]}..., expected {entry['sha256'][:12]}...: "
+            "the file is corrupt or was changed. Restore it with git, or retrain and re-save it."
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file

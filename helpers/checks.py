@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import copy
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import env
 
@@ -53,13 +54,19 @@ def check(name: str, test: Callable[[], str | None], hint: str = "", strict: boo
     try:
         detail = test()
     except NotImplementedError:
-        result = CheckResult(name, "not done", "not done yet: fill in the function above, run its cell, then re-run this one.")
+        result = CheckResult(
+            name, "not done", "not done yet: fill in the function above, run its cell, then re-run this one."
+        )
     except AssertionError as exc:
         result = CheckResult(name, "failed", str(exc) + (f"\n   Hint: {hint}" if hint else ""))
     except Exception as exc:  # noqa: BLE001 - a student's code may raise anything
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        result = CheckResult(name, "failed", f"your code raised {type(exc).__name__}: {exc} "
-                             f"(line {where.lineno} of {where.name})" + (f"\n   Hint: {hint}" if hint else ""))
+        result = CheckResult(
+            name,
+            "failed",
+            f"your code raised {type(exc).__name__}: {exc} "
+            f"(line {where.lineno} of {where.name})" + (f"\n   Hint: {hint}" if hint else ""),
+        )
     else:
         result = CheckResult(name, "passed", detail or "")
     line = f"{_SYMBOL[result.status]}  {name}"
@@ -74,7 +81,11 @@ def _to_numpy(x: Any):
     import torch
 
     if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu().numpy() if x.is_floating_point() or x.dtype == torch.bfloat16 else x.detach().cpu().numpy()
+        return (
+            x.detach().float().cpu().numpy()
+            if x.is_floating_point() or x.dtype == torch.bfloat16
+            else x.detach().cpu().numpy()
+        )
     return np.asarray(x)
 
 
@@ -89,8 +100,10 @@ def assert_close(actual: Any, expected: Any, atol: float = 1e-5, rtol: float = 1
     if isinstance(expected, (tuple, list)):
         if not isinstance(actual, (tuple, list)) or len(actual) != len(expected):
             raise AssertionError(f"{what}: expected a sequence of {len(expected)} items, got {type(actual).__name__}")
-        return max((assert_close(a, e, atol, rtol, f"{what}[{i}]") for i, (a, e) in enumerate(zip(actual, expected))),
-                   default=0.0)
+        return max(
+            (assert_close(a, e, atol, rtol, f"{what}[{i}]") for i, (a, e) in enumerate(zip(actual, expected, strict=True))),
+            default=0.0,
+        )
     if actual is None:
         raise AssertionError(f"{what}: your function returned None -- did you forget `return`?")
     a, e = _to_numpy(actual), _to_numpy(expected)
@@ -107,8 +120,10 @@ def assert_close(actual: Any, expected: Any, atol: float = 1e-5, rtol: float = 1
     tol = atol + rtol * np.abs(e.astype(np.float64))
     if np.any(diff > tol):
         worst = np.unravel_index(np.argmax(diff - tol), diff.shape)
-        raise AssertionError(f"{what}: values differ (max |diff| = {diff.max():.3g} at index {tuple(int(i) for i in worst)}, "
-                             f"tolerance {atol:g} + {rtol:g}*|expected|)")
+        raise AssertionError(
+            f"{what}: values differ (max |diff| = {diff.max():.3g} at index {tuple(int(i) for i in worst)}, "
+            f"tolerance {atol:g} + {rtol:g}*|expected|)"
+        )
     return float(diff.max()) if diff.size else 0.0
 
 

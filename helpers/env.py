@@ -115,6 +115,8 @@ def report(seed: int = 0):
     modes = [name for name, on in (("SMOKE", smoke()), ("OFFLINE", offline()), ("STRICT", strict())) if on]
     print(f"Running {where} on {hw}; torch {torch.__version__}; modes: {', '.join(modes) or 'normal'}; seed {seed}")
     if offline():
-        print("OFFLINE mode: nothing is downloaded and pretrained models use RANDOM weights -- "
-              "their explanations are meaningless.")
+        print(
+            "OFFLINE mode: nothing is downloaded and pretrained models use RANDOM weights -- "
+            "their explanations are meaningless."
+        )
     return smoke(), offline(), strict(), device

@@ -59,8 +59,16 @@ def _satisfied(dist: str, spec: str) -> bool:
     for clause in filter(None, spec.split(",")):
         op, ver = re.match(r"(>=|<=|==|<|>|~=|!=)?(.*)", clause).groups()  # type: ignore[union-attr]
         have, want = _version_tuple(installed), _version_tuple(ver)
-        ok = {">=": have >= want, "~=": have >= want, ">": have > want, "<": have < want, "<=": have <= want,
-              "==": have[: len(want)] == want, "!=": have[: len(want)] != want, None: True}[op]
+        ok = {
+            ">=": have >= want,
+            "~=": have >= want,
+            ">": have > want,
+            "<": have < want,
+            "<=": have <= want,
+            "==": have[: len(want)] == want,
+            "!=": have[: len(want)] != want,
+            None: True,
+        }[op]
         if not ok:
             return False
     return True

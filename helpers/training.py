@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -62,15 +62,17 @@ def normalize_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.float() / 255.0 - mean) / std
 
 
-def augment_batch(x: torch.Tensor, padding: int = 4, flip: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, padding: int = 4, flip: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random crop (reflect padding) and horizontal flip, per image. (B, C, H, W) -> (B, C, H, W), same dtype."""
     b, _, h, w = x.shape
     if padding > 0:
         padded = F.pad(x.float() if not x.is_floating_point() else x, (padding,) * 4, mode="reflect").to(x.dtype)
         dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
         dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-        rows = (dy.view(b, 1) + torch.arange(h, device=x.device).view(1, h))  # (B, H)
-        cols = (dx.view(b, 1) + torch.arange(w, device=x.device).view(1, w))  # (B, W)
+        rows = dy.view(b, 1) + torch.arange(h, device=x.device).view(1, h)  # (B, H)
+        cols = dx.view(b, 1) + torch.arange(w, device=x.device).view(1, w)  # (B, W)
         idx_b = torch.arange(b, device=x.device).view(b, 1, 1)
         x = padded.permute(0, 2, 3, 1)[idx_b, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2)
     if flip:
@@ -98,7 +100,9 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500, amp: 
     return torch.cat(out) if out else torch.empty(0)
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500, amp: bool = False) -> float:
+def evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500, amp: bool = False
+) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` on (N, 3, 32, 32) images with (N,) integer labels."""
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -208,8 +212,10 @@ def train(
             hist.val_acc.append(val)
             hist.seconds.append(time.perf_counter() - start)
             hist.images_per_second.append(seen / (time.perf_counter() - t_epoch))
-            msg = (f"epoch {hist.epoch[-1]:.2f}  loss {hist.train_loss[-1]:.4f}  train {hist.train_acc[-1]:.4f}  "
-                   f"val {val:.4f}  {hist.seconds[-1] / 60:.1f} min  {hist.images_per_second[-1]:.0f} img/s")
+            msg = (
+                f"epoch {hist.epoch[-1]:.2f}  loss {hist.train_loss[-1]:.4f}  train {hist.train_acc[-1]:.4f}  "
+                f"val {val:.4f}  {hist.seconds[-1] / 60:.1f} min  {hist.images_per_second[-1]:.0f} img/s"
+            )
             if log is not None:
                 log(msg)
             if callback is not None:

@@ -29,8 +29,11 @@ def _notebook(number: int = 7, questions: tuple[int, ...] = (1, 2), answer: bool
     for m in questions:
         cells.append(new_markdown_cell(f"**TOSUBMIT {number}.{m}** *(2 points)* Why {m}?"))
         if answer:
-            cells.append(new_markdown_cell("### BEGIN SOLUTION\n**Model answer.** Because.\n"
-                                           "**Rubric.** 2 pts: says because.\n### END SOLUTION"))
+            cells.append(
+                new_markdown_cell(
+                    "### BEGIN SOLUTION\n**Model answer.** Because.\n**Rubric.** 2 pts: says because.\n### END SOLUTION"
+                )
+            )
         else:
             cells.append(new_markdown_cell("no markers here"))
     return new_notebook(cells=cells)
@@ -89,7 +92,9 @@ def test_assignments_grading_and_schedule(tree: Path) -> None:
 
 
 def test_check_catches_stale_student_copy(tree: Path) -> None:
-    _edit(tree / "solutions" / "07_tiny.ipynb", lambda nb: setattr(nb.cells[4], "source", nb.cells[4].source + "\n# new"))
+    _edit(
+        tree / "solutions" / "07_tiny.ipynb", lambda nb: setattr(nb.cells[4], "source", nb.cells[4].source + "\n# new")
+    )
     problems = course.check(tree)
     assert any("notebooks/07_tiny.ipynb is stale" in p for p in problems)
 
@@ -153,12 +158,18 @@ def test_missing_rubric_and_points_rejected(tree: Path) -> None:
 
 
 def test_cli_exit_codes(tree: Path) -> None:
-    ok = subprocess.run([sys.executable, str(ROOT / "tools" / "course.py"), "check", "--root", str(tree)],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "course.py"), "check", "--root", str(tree)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     (tree / "assignments.md").write_text("stale\n")
-    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "course.py"), "check", "--root", str(tree)],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "course.py"), "check", "--root", str(tree)],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "assignments.md is stale" in bad.stderr
 
 

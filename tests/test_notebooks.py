@@ -42,7 +42,9 @@ def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch:
     monkeypatch.setenv("XAI_DATA_DIR", str(fake_data_dir))
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend
-    client = NotebookClient(nb, timeout=600, startup_timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=600, startup_timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     start = time.perf_counter()
     client.execute()
     NOTEBOOK_TIMES[f"{folder}/{name}"] = time.perf_counter() - start
@@ -54,6 +56,9 @@ def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch:
     else:
         fails = [line for line in text.splitlines() if line.startswith("❌ FAIL") and "demo:" not in line]
         assert not fails, f"an unsolved exercise must report 'not done', not fail: {fails}"
-        n_exercises = sum("### BEGIN SOLUTION" in c.source for c in nbformat.read(ROOT / "solutions" / name, 4).cells
-                          if c.cell_type == "code")
+        n_exercises = sum(
+            "### BEGIN SOLUTION" in c.source
+            for c in nbformat.read(ROOT / "solutions" / name, 4).cells
+            if c.cell_type == "code"
+        )
         assert text.count("⏳ TODO") >= n_exercises, "every unsolved exercise's check must say 'not done yet'"

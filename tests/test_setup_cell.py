@@ -59,7 +59,9 @@ def test_colab_first_run_clones_and_imports(colab: dict) -> None:
 
 def test_colab_rerun_is_safe_and_keeps_student_files(colab: dict) -> None:
     _run_setup(colab, colab["work"])
-    head = subprocess.run(["git", "-C", str(colab["clone"]), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    head = subprocess.run(
+        ["git", "-C", str(colab["clone"]), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout
     (colab["clone"] / "my_notes.txt").write_text("mine")
     (colab["clone"] / "helpers" / "course.py").write_text((colab["clone"] / "helpers" / "course.py").read_text() + "#")
     start = time.perf_counter()
@@ -68,7 +70,9 @@ def test_colab_rerun_is_safe_and_keeps_student_files(colab: dict) -> None:
     assert time.perf_counter() - start < 60
     assert (colab["clone"] / "my_notes.txt").read_text() == "mine"
     assert (colab["clone"] / "helpers" / "course.py").read_text().endswith("#"), "an existing clone was overwritten"
-    head2 = subprocess.run(["git", "-C", str(colab["clone"]), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    head2 = subprocess.run(
+        ["git", "-C", str(colab["clone"]), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout
     assert head == head2
 
 
@@ -83,8 +87,11 @@ def test_colab_refuses_a_foreign_folder(colab: dict, tmp_path: Path) -> None:
 
 
 def test_local_run_finds_the_repository() -> None:
-    r = _run_setup({"clone": Path("/nonexistent"), "src": Path("/nonexistent"), "fake": Path("/nonexistent")},
-                   ROOT / "notebooks", colab_mode=False)
+    r = _run_setup(
+        {"clone": Path("/nonexistent"), "src": Path("/nonexistent"), "fake": Path("/nonexistent")},
+        ROOT / "notebooks",
+        colab_mode=False,
+    )
     assert r.returncode == 0, r.stderr
     assert f"ROOT={ROOT}" in r.stdout and "Running local" in r.stdout
 
@@ -96,8 +103,10 @@ def test_local_run_outside_the_repository_fails_clearly(tmp_path: Path) -> None:
 
 def test_install_detects_missing_and_never_touches_torch(tmp_path: Path) -> None:
     req = tmp_path / "requirements.txt"
-    req.write_text("# comment\ntorch>=99\nnumpy>=99\nno-such-package-xyz>=1.0  # trailing comment\n"
-                   "captum>=0.9\ncaptum-too-new>=1\ngrad-cam>=999\n-r other.txt\n")
+    req.write_text(
+        "# comment\ntorch>=99\nnumpy>=99\nno-such-package-xyz>=1.0  # trailing comment\n"
+        "captum>=0.9\ncaptum-too-new>=1\ngrad-cam>=999\n-r other.txt\n"
+    )
     missing = install.missing_requirements(req)
     assert "no-such-package-xyz>=1.0" in missing and "grad-cam>=999" in missing
     assert not any(m.startswith(("torch", "numpy", "captum>=")) for m in missing)

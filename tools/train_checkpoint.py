@@ -35,10 +35,33 @@ DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 VAL_PER_CLASS = 500
 
 RECIPES = {
-    "cnn_cifar10": (ARCHITECTURES["cnn_cifar10"], TrainConfig(epochs=12, batch_size=256, lr=0.2, weight_decay=5e-4, optimizer="sgd",
-                                             warmup_epochs=1.0, label_smoothing=0.1, grad_clip=None)),
-    "vit_cifar10": (ARCHITECTURES["vit_cifar10"], TrainConfig(epochs=200, batch_size=128, lr=1.5e-3, weight_decay=0.05, optimizer="adamw",
-                                warmup_epochs=1.0, label_smoothing=0.1, amp=False, grad_clip=1.0)),
+    "cnn_cifar10": (
+        ARCHITECTURES["cnn_cifar10"],
+        TrainConfig(
+            epochs=12,
+            batch_size=256,
+            lr=0.2,
+            weight_decay=5e-4,
+            optimizer="sgd",
+            warmup_epochs=1.0,
+            label_smoothing=0.1,
+            grad_clip=None,
+        ),
+    ),
+    "vit_cifar10": (
+        ARCHITECTURES["vit_cifar10"],
+        TrainConfig(
+            epochs=200,
+            batch_size=128,
+            lr=1.5e-3,
+            weight_decay=0.05,
+            optimizer="adamw",
+            warmup_epochs=1.0,
+            label_smoothing=0.1,
+            amp=False,
+            grad_clip=1.0,
+        ),
+    ),
 }
 
 
@@ -102,8 +125,12 @@ def main() -> None:
     model = build_model(model_cfg).to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.name}: {n_params / 1e6:.2f} M parameters; recipe {train_cfg}", flush=True)
-    hist = train(model, tx, ty, train_cfg, vx, vy, device="cpu", show_progress=False, log=lambda m: print(m, flush=True))
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    hist = train(
+        model, tx, ty, train_cfg, vx, vy, device="cpu", show_progress=False, log=lambda m: print(m, flush=True)
+    )
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     meta = {
         "val_accuracy": round(hist.val_acc[-1], 4),
         "epochs": round(hist.epoch[-1], 2),
@@ -111,8 +138,8 @@ def main() -> None:
         "parameters": n_params,
         "machine": machine,
         "command": f"python tools/train_checkpoint.py {args.name}"
-                   + (f" --epochs {args.epochs}" if args.epochs else "")
-                   + (f" --max-minutes {args.max_minutes}" if args.max_minutes else ""),
+        + (f" --epochs {args.epochs}" if args.epochs else "")
+        + (f" --max-minutes {args.max_minutes}" if args.max_minutes else ""),
         "validation": f"last {VAL_PER_CLASS} images per class of the CIFAR-10 training split",
     }
     if args.log:
