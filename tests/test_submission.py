@@ -1,0 +1,369 @@
+"""helpers.submission: the student submission PDF (read back with pypdf), export(), batch mode and the CLI."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output  # noqa: E402
+from pypdf import PdfReader  # noqa: E402
+
+from helpers import submission  # noqa: E402
+from helpers.submission import SubmissionError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "Zoë Ærøskøbing"
+STEM = "99_fixture"  # notebook number 99: no course notebook has it, so nothing in the repo interferes
+
+
+def _png(color: str, size: tuple[float, float] = (2.0, 1.5)) -> bytes:
+    fig, ax = plt.subplots(figsize=size)
+    ax.plot([0, 1], [0, 1], color=color)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=60)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+ANSWER_1 = """My answer uses **bold**, *emphasis* and the function `my_function()`; the gradient is $\\alpha$.
+
+- first item
+- second item with $\\frac{a}{b}$
+  - a nested item
+
+```python
+x = compute(1)
+```"""
+
+
+def make_notebook(folder: Path, name: str = f"{STEM}.ipynb", attach: bool = True) -> Path:
+    """A course-like notebook: 4 questions (1 answered with markdown, 2 unanswered, 3 answered + # ATTACH cell,
+    4 answered in a solution-style cell), and (``attach``) an attach()-ed figure for 99.1."""
+    nb = new_notebook()
+    nb.cells = [
+        new_markdown_cell("# 99 · Fixture notebook\n\n[![Open In Colab](https://example.org/badge.svg)]"
+                          "(https://example.org)\n\n- goal one"),
+        new_code_cell("SEED = 0"),
+        new_markdown_cell("**TOSUBMIT 99.1** *(2 points)* Why is the sky blue? Use $\\lambda$."),
+        new_markdown_cell(ANSWER_1),
+        new_markdown_cell("**TOSUBMIT 99.2** *(1 point)* A question nobody answers."),
+        new_markdown_cell("YOUR ANSWER HERE"),
+        new_markdown_cell("**TOSUBMIT 99.3** *(3 points)* Show the curve and describe it."),
+        new_markdown_cell("The curve goes up."),
+        new_code_cell("# ATTACH 99.3\nplt.plot([0, 1])", outputs=[new_output(
+            "display_data", data={"image/png": base64.b64encode(_png("red")).decode(), "text/plain": "<Figure>"})]),
+        new_markdown_cell("**TOSUBMIT 99.4** *(2 points)* Last question."),
+        new_markdown_cell("### BEGIN SOLUTION\n**Model answer.** Forty-two.\n### END SOLUTION"),
+        new_markdown_cell("**TOSUBMIT 99.5** *(1 point)* Empty answer cell."),
+        new_markdown_cell("   \n"),
+        new_code_cell('submission.export(STUDENT_NAME, STUDENT_ID)'),
+    ]
+    path = folder / name
+    nbformat.write(nb, path)
+    if attach:
+        fig, ax = plt.subplots(figsize=(2.5, 2))
+        ax.bar([1, 2], [3, 4])
+        submission.attach("99.1", fig, notebook=path)
+        plt.close(fig)
+    return path
+
+
+def pdf_text(path: Path) -> tuple[PdfReader, list[str]]:
+    reader = PdfReader(path)
+    return reader, [page.extract_text() for page in reader.pages]
+
+
+@pytest.fixture(autouse=True)
+def _no_front_end(monkeypatch):
+    """Tests run outside any notebook front end unless they say otherwise."""
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setattr(submission, "_in_colab", lambda: False)
+    monkeypatch.setattr(submission, "_ipython", lambda: None)
+    submission._ATTACH_SESSION.clear()
+
+
+def test_pdf_contents(tmp_path):
+    nb = make_notebook(tmp_path)
+    out = submission.build_pdf(nb, NAME, "s1234567")
+    assert out == tmp_path / f"{STEM}_s1234567.pdf"
+    reader, pages = pdf_text(out)
+    text = "\n".join(pages)
+    # header
+    assert "Explaining Vision Models" in text and "99 · Fixture notebook" in text
+    assert NAME in text and "s1234567" in text and "Date:" in text
+    assert reader.metadata.author == NAME
+    # every question, in order
+    positions = [text.index(f"Question 99.{m}") for m in range(1, 6)]
+    assert positions == sorted(positions)
+    assert "Why is the sky blue? Use λ." in text
+    # answers: markdown rendered (no markup left), LaTeX readable
+    for snippet in ("My answer uses bold, emphasis and the function my_function()", "first item",
+                    "a nested item", "x = compute(1)", "the gradient is α", "a/b", "The curve goes up.",
+                    "Model answer. Forty-two."):
+        assert snippet in text, snippet
+    assert "**" not in text and "`" not in text and "$" not in text and "SOLUTION" not in text
+    assert "YOUR ANSWER HERE" not in text
+    # 99.2 and 99.5 flagged, 99.1/3/4 not
+    assert text.count("NOT ANSWERED") == 2
+    section = {m: text[positions[m - 1]:(positions[m] if m < 5 else len(text))] for m in range(1, 6)}
+    assert "NOT ANSWERED" in section[2] and "NOT ANSWERED" in section[5]
+    assert all("NOT ANSWERED" not in section[m] for m in (1, 3, 4))
+    assert "3 of 5 questions" in text
+    # figures: one attach()-ed (99.1) + one from the # ATTACH cell (99.3)
+    assert sum(len(page.images) for page in reader.pages) == 2
+    assert "Figure 1 of 1 for question 99.1" in section[1] and "Figure 1 of 1 for question 99.3" in section[3]
+    # page numbers
+    n = len(reader.pages)
+    for i, page in enumerate(pages, 1):
+        assert f"page {i} / {n}" in page
+
+
+def test_unicode_names_do_not_crash(tmp_path):
+    nb = make_notebook(tmp_path, attach=False)
+    out = submission.build_pdf(nb, "李雷 Zoë", "42", out=tmp_path / "cjk.pdf")
+    reader, pages = pdf_text(out)
+    assert reader.metadata.author == "李雷 Zoë"  # exact name in the document properties
+    first = pages[0]
+    assert "Zoë" in first and ("李雷" in first or "??" in first)  # drawn, or replaced when no font has the glyphs
+
+
+def test_question_parsing_and_answer_states(tmp_path):
+    qs = submission.read_questions(make_notebook(tmp_path, attach=False))
+    assert [q.number for q in qs] == ["99.1", "99.2", "99.3", "99.4", "99.5"]
+    assert [q.points for q in qs] == [2, 1, 3, 2, 1]
+    assert [q.answered for q in qs] == [True, False, True, True, False]
+    assert qs[3].answer.startswith("**Model answer.**") and "BEGIN" not in qs[3].answer
+
+
+def test_latex_to_text():
+    L = submission.latex_to_text
+    assert L(r"\alpha") == "α"
+    assert L("x^2") == "x²"
+    assert L(r"\frac{a}{b}") == "a/b"
+    assert L(r"\frac{x+1}{2}") == "(x+1)/2"
+    assert L(r"\sum_{i=1}^{n} x_i") == "∑ᵢ₌₁ⁿ xᵢ"
+    assert L(r"\mathbb{R}^{3}") == "ℝ³"
+    assert L(r"\unknowncommand{x") == "unknowncommandx"  # unbalanced braces: readable, no crash
+    assert L("}{\\") == ""
+
+
+def test_no_overwrite(tmp_path):
+    nb = make_notebook(tmp_path, attach=False)
+    out = submission.build_pdf(nb, NAME, "1")
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        submission.build_pdf(nb, NAME, "1")
+    assert out.read_bytes() == before
+    again = submission.build_pdf(nb, "Other Name", "1", overwrite=True)
+    assert again == out and "Other Name" in PdfReader(out).pages[0].extract_text()
+
+
+@pytest.mark.parametrize("case", ["corrupt", "no_questions", "missing", "not_ipynb", "missing_image", "bad_marker",
+                                  "empty_name"])
+def test_bad_input_writes_nothing(tmp_path, case):
+    path = tmp_path / "99_bad.ipynb"
+    name, error = NAME, SubmissionError
+    if case == "corrupt":
+        path.write_text('{"cells": [', encoding="utf-8")
+    elif case == "no_questions":
+        nb = new_notebook()
+        nb.cells = [new_markdown_cell("# 99 · Not a course notebook"), new_code_cell("print(1)")]
+        nbformat.write(nb, path)
+    elif case == "missing":
+        error = FileNotFoundError
+    elif case == "not_ipynb":
+        path = tmp_path / "answers.txt"
+        path.write_text("hello", encoding="utf-8")
+    elif case == "missing_image":
+        nb = new_notebook()
+        nb.cells = [new_markdown_cell("**TOSUBMIT 99.1** *(1 point)* Q?"),
+                    new_markdown_cell("See ![my plot](plots/missing.png)")]
+        nbformat.write(nb, path)
+    elif case == "bad_marker":
+        nb = new_notebook()
+        nb.cells = [new_markdown_cell("**TOSUBMIT 99.1** *(1 point)* Q?"), new_markdown_cell("A."),
+                    new_code_cell("# ATTACH 99.7\nx = 1")]
+        nbformat.write(nb, path)
+    elif case == "empty_name":
+        path = make_notebook(tmp_path, attach=False)
+        name = "  "
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(error):
+        submission.build_pdf(path, name, "123")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert issubclass(SubmissionError, ValueError)
+
+
+def test_attach_replaces_on_rerun(tmp_path, monkeypatch):
+    nb = make_notebook(tmp_path, attach=False)
+    folder = tmp_path / submission.FIGURES_DIR / STEM
+    ip = types.SimpleNamespace(execution_count=1, user_ns={})
+    monkeypatch.setattr(submission, "_ipython", lambda: ip)
+    fig, ax = plt.subplots(figsize=(1, 1))
+    submission.attach("99.1", fig, notebook=nb)
+    submission.attach("99.1", ax, notebook=nb)  # same cell run: a second figure (an Axes works too)
+    assert sorted(p.name for p in folder.glob("*.png")) == ["99.1_1.png", "99.1_2.png"]
+    ip.execution_count = 2  # the cell runs again: its figures are replaced
+    submission.attach("99.1", fig, notebook=nb)
+    assert sorted(p.name for p in folder.glob("*.png")) == ["99.1_1.png"]
+    ip.execution_count = 3
+    submission.attach("99.1", fig, notebook=nb, keep=True)
+    assert sorted(p.name for p in folder.glob("*.png")) == ["99.1_1.png", "99.1_2.png"]
+    assert submission.clear("99.1", notebook=nb) == 2
+    # where the front end sends the cell id (JupyterLab), re-running a cell replaces only that cell's figures
+    cell = {"id": "A"}
+    ip.kernel = types.SimpleNamespace(get_parent=lambda channel: {"metadata": {"cellId": cell["id"]}})
+    submission.attach("99.1", fig, notebook=nb)
+    submission.attach("99.1", fig, notebook=nb)
+    cell["id"], ip.execution_count = "B", 4
+    submission.attach("99.1", fig, notebook=nb)
+    cell["id"], ip.execution_count = "A", 5
+    submission.attach("99.1", fig, notebook=nb)
+    assert sorted(p.name for p in folder.glob("*.png")) == ["99.1_3.png", "99.1_4.png"]
+    with pytest.raises(ValueError):
+        submission.attach("3", fig, notebook=nb)
+    with pytest.raises(TypeError):
+        submission.attach("99.1", "not a figure", notebook=nb)
+    plt.close(fig)
+
+
+def test_export_local_and_submission_copy(tmp_path, monkeypatch, capsys):
+    nb = make_notebook(tmp_path)
+    # found through VS Code's global
+    monkeypatch.setattr(submission, "_ipython", lambda: types.SimpleNamespace(
+        execution_count=1, user_ns={"__vsc_ipynb_file__": str(nb)}))
+    pdf = submission.export(NAME, "s99")
+    out = capsys.readouterr().out
+    assert pdf == tmp_path / f"{STEM}_s99.pdf" and pdf.exists()
+    assert "save the notebook" in out.lower() and "NOT answered: 99.2, 99.5" in out
+    copy = tmp_path / f"{STEM}_s99.ipynb"
+    meta = json.loads(copy.read_text(encoding="utf-8"))["metadata"][submission.METADATA_KEY]
+    assert meta["name"] == NAME and meta["student_id"] == "s99" and list(meta["figures"]) == ["99.1"]
+    with pytest.raises(FileExistsError):
+        submission.export(NAME, "s99")
+    # the copy is self-contained: rebuilt elsewhere (no figures folder) it has the same figures
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    moved = other / copy.name
+    moved.write_bytes(copy.read_bytes())
+    rebuilt = submission.build_pdf(moved, NAME, "s99", out=other / "rebuilt.pdf")
+    assert sum(len(p.images) for p in PdfReader(rebuilt).pages) == 2  # 99.1 embedded, 99.3 from the # ATTACH cell
+
+
+def test_export_jupyterlab_session_and_not_found(tmp_path, monkeypatch):
+    nb = make_notebook(tmp_path, attach=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JPY_SESSION_NAME", f"some/server/path/{nb.name}")
+    assert submission.export(NAME, "7", save_copy=False) == tmp_path / f"{STEM}_7.pdf"
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    with pytest.raises(SubmissionError, match="notebook="):
+        submission.export(NAME, "8")
+
+
+def test_export_colab(tmp_path, monkeypatch):
+    source = make_notebook(tmp_path, attach=False)
+    nb_json = json.loads(source.read_text(encoding="utf-8"))
+    nb_json["metadata"]["colab"] = {"name": f"Copy of {STEM}.ipynb"}
+    downloads = []
+    google = types.ModuleType("google")
+    colab = types.ModuleType("google.colab")
+    colab._message = types.SimpleNamespace(blocking_request=lambda *a, **k: {"ipynb": nb_json})
+    colab.files = types.SimpleNamespace(download=downloads.append)
+    google.colab = colab
+    for mod, obj in (("google", google), ("google.colab", colab), ("google.colab._message", colab._message),
+                     ("google.colab.files", colab.files)):
+        monkeypatch.setitem(sys.modules, mod, obj)
+    monkeypatch.setattr(submission, "_in_colab", lambda: True)
+    colab_dir = tmp_path / "content"
+    colab_dir.mkdir()
+    monkeypatch.chdir(colab_dir)
+    fig, ax = plt.subplots(figsize=(1, 1))
+    submission.attach("99.3", fig)  # on Colab: saved under the working directory
+    plt.close(fig)
+    pdf = submission.export(NAME, "c1")
+    assert pdf == colab_dir / f"{STEM}_c1.pdf" and downloads == [str(pdf)]
+    assert "Copy of 99_fixture.ipynb" in PdfReader(pdf).pages[0].extract_text()
+    assert sum(len(p.images) for p in PdfReader(pdf).pages) == 2
+
+
+def test_images_in_answers(tmp_path):
+    nb = new_notebook()
+    pasted = new_markdown_cell("Pasted: ![pasted](attachment:img.png) and a web one ![logo](https://example.org/a.png)")
+    pasted["attachments"] = {"img.png": {"image/png": base64.b64encode(_png("green")).decode()}}
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "mine.png").write_bytes(_png("blue"))
+    nb.cells = [new_markdown_cell("**TOSUBMIT 99.1** *(1 point)* Q1?"), pasted,
+                new_markdown_cell("**TOSUBMIT 99.2** *(1 point)* Q2?"), new_markdown_cell("![my plot](plots/mine.png)")]
+    path = tmp_path / "99_images.ipynb"
+    nbformat.write(nb, path)
+    reader, pages = pdf_text(submission.build_pdf(path, NAME, "5"))
+    assert sum(len(p.images) for p in reader.pages) == 2
+    assert "NOT ANSWERED" not in "".join(pages) and "logo" in "".join(pages)
+
+
+def _batch_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    make_notebook(folder, name=f"{STEM}_1001.ipynb", attach=False)  # ID from the file name
+    nb = json.loads(make_notebook(tmp_path, name="tmp.ipynb", attach=False).read_text(encoding="utf-8"))
+    nb["metadata"][submission.METADATA_KEY] = {"name": "Ada Lovelace", "student_id": "1002"}
+    nb["cells"][7]["source"] = "YOUR ANSWER HERE"  # 99.3 unanswered in this one
+    (folder / "ada.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    nb = json.loads((folder / f"{STEM}_1001.ipynb").read_text(encoding="utf-8"))
+    nb["cells"][1]["source"] = 'STUDENT_NAME = "Grace Hopper"\nSTUDENT_ID = "1003"'  # read from the export() call
+    (folder / "grace.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    (folder / "broken.ipynb").write_text("{not json", encoding="utf-8")
+    return folder
+
+
+def test_batch_csv(tmp_path, monkeypatch):
+    monkeypatch.setattr(submission, "_canonical_stem", lambda n: STEM if n == 99 else None)  # as in the course
+    folder = _batch_folder(tmp_path)
+    out = tmp_path / "graded"
+    csv_path = submission.batch(folder, out)
+    rows = {r["file"]: r for r in csv.DictReader(open(csv_path, encoding="utf-8"))}
+    assert set(rows) == {f"{STEM}_1001.ipynb", "ada.ipynb", "grace.ipynb", "broken.ipynb"}
+    assert rows["broken.ipynb"]["status"].startswith("error")
+    assert (rows["ada.ipynb"]["name"], rows["ada.ipynb"]["student_id"]) == ("Ada Lovelace", "1002")
+    assert (rows["grace.ipynb"]["name"], rows["grace.ipynb"]["student_id"]) == ("Grace Hopper", "1003")
+    assert rows[f"{STEM}_1001.ipynb"]["student_id"] == "1001"
+    assert [rows["ada.ipynb"][f"99.{m}"] for m in range(1, 6)] == ["1", "0", "0", "1", "0"]
+    assert [rows["grace.ipynb"][f"99.{m}"] for m in range(1, 6)] == ["1", "0", "1", "1", "0"]
+    assert sorted(p.name for p in out.glob("*.pdf")) == [f"{STEM}_{i}.pdf" for i in (1001, 1002, 1003)]
+    # a second run does not overwrite: it says so in the CSV
+    rows = list(csv.DictReader(open(submission.batch(folder, out), encoding="utf-8")))
+    assert all(r["status"].startswith(("exists", "error")) for r in rows)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg", "HOME": str(cwd)}
+    return subprocess.run([sys.executable, "-m", "helpers.submission", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli(tmp_path):
+    nb = make_notebook(tmp_path)
+    r = _cli(str(nb), "--name", NAME, "--id", "77", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pdf = tmp_path / f"{STEM}_77.pdf"
+    assert sum(len(p.images) for p in PdfReader(pdf).pages) == 2
+    r = _cli(str(nb), "--name", NAME, "--id", "77", cwd=tmp_path)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    assert _cli(str(nb), "--name", NAME, "--id", "77", "--overwrite", "--out", "x.pdf", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "x.pdf").exists()
+    folder = _batch_folder(tmp_path)
+    r = _cli("--batch", str(folder), "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert r.returncode == 1  # broken.ipynb failed; the others were built
+    assert (tmp_path / "b" / "answers.csv").exists() and len(list((tmp_path / "b").glob("*.pdf"))) == 3
