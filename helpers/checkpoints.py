@@ -110,6 +110,11 @@ def load_checkpoint(
         raise CheckpointError(f"could not read checkpoint {path}: {exc}") from exc
     if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt):
         raise CheckpointError(f"{path} is not a course checkpoint (expected keys 'config' and 'state_dict')")
+    if expected_config is None and name in ARCHITECTURES:
+        expected_config = config_dict(build_model(ARCHITECTURES[name]))
+    if expected_config is not None and dict(ckpt["config"]) != dict(expected_config):
+        raise CheckpointError(f"checkpoint {name!r} was saved for another architecture: {ckpt['config']} "
+                              f"differs from the expected {expected_config}")
     config = expected_config if expected_config is not None else ckpt["config"]
     try:
         model = build_model(config)

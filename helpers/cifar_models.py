@@ -84,8 +84,9 @@ class LinearPatchEmbed(nn.Module):
 class ConvTokenizer(nn.Module):
     """A convolutional stem that downsamples by ``patch_size`` (a power of two) with stride-2 3x3 convolutions.
 
-    Token (i, j) is centred on the 4x4 patch (i, j), so the token grid still maps to image regions; its receptive
-    field is a little larger than the patch (it sees the neighbouring pixels too).
+    Token (i, j) still maps to the 4x4 patch (i, j) (rows 4i..4i+3): its receptive field is the 9x9 window of rows
+    and columns 4i-4 .. 4i+4 (measured in notebook 01), i.e. the patch plus its neighbours, shifted about 1.5 px up
+    and to the left of the patch centre by the stride-2 padding-1 convolutions.
     (B, C, H, W) -> (B, (H/p)*(W/p), dim).
     """
 
@@ -276,10 +277,10 @@ def record_attention(
     modules = [m for m in model.modules() if isinstance(m, Attention)]
     if not modules:
         raise ValueError("this model has no helpers.cifar_models.Attention modules to record")
+    if any(m.recording is not None for m in modules):
+        raise RuntimeError("attention is already being recorded on (part of) this model")
     rec = AttentionRecording(modules, qkv=qkv, gradients=gradients, detach=detach and not gradients)
     for m in modules:
-        if m.recording is not None:
-            raise RuntimeError("attention is already being recorded on this model")
         m.recording = rec
     try:
         yield rec

@@ -169,6 +169,8 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="training", unit="step")
+    # float16 autocast on a GPU needs loss scaling (small gradients underflow); bfloat16 on the CPU does not
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
     hist = History()
     start = time.perf_counter()
     step = 0
@@ -178,24 +180,26 @@ def train(
         perm = torch.randperm(n, generator=gen)
         loss_sum, correct, seen, t_epoch = 0.0, 0, 0, time.perf_counter()
         for i in range(steps_per_epoch):
-            idx = perm[i * config.batch_size : (i + 1) * config.batch_size]
-            xb = augment_batch(train_images[idx], config.crop_padding, config.flip, gen).to(device, non_blocking=True)
-            yb = train_labels[idx].to(device, non_blocking=True)
-            xb = normalize_uint8(xb)
             frac = progress(step)
             if frac >= 1.0:
                 stop = True
                 break
+            idx = perm[i * config.batch_size : (i + 1) * config.batch_size]
+            xb = augment_batch(train_images[idx], config.crop_padding, config.flip, gen).to(device, non_blocking=True)
+            yb = train_labels[idx].to(device, non_blocking=True)
+            xb = normalize_uint8(xb)
             for g in opt.param_groups:
                 g["lr"] = lr_at(frac)
             with _autocast(device, config.amp):
                 logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if config.grad_clip:
+                scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             step += 1
             loss_sum += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
@@ -204,9 +208,9 @@ def train(
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         last = stop or epoch == config.epochs - 1
-        if (epoch + 1) % config.eval_every == 0 or last:
+        if seen and ((epoch + 1) % config.eval_every == 0 or last):
             val = evaluate(model, val_images, val_labels, amp=config.amp) if val_images is not None else float("nan")
-            hist.epoch.append(epoch + (i + 1) / steps_per_epoch)
+            hist.epoch.append(epoch + seen // config.batch_size / steps_per_epoch)
             hist.train_loss.append(loss_sum / seen)
             hist.train_acc.append(correct / seen)
             hist.val_acc.append(val)

@@ -1,0 +1,163 @@
+"""helpers.training: augmentation, normalisation, the training loop, evaluation and prediction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.data import CIFAR10_MEAN, CIFAR10_STD
+from helpers.training import History, TrainConfig, augment_batch, evaluate, normalize_uint8, predict, train
+
+
+def uint8_images(b: int = 4, h: int = 8, w: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------------- augmentation
+
+
+def test_augment_batch_shape_dtype_and_determinism():
+    x = uint8_images(6, 32, 32)
+    out1 = augment_batch(x, padding=4, flip=True, generator=torch.Generator().manual_seed(1))
+    out2 = augment_batch(x, padding=4, flip=True, generator=torch.Generator().manual_seed(1))
+    out3 = augment_batch(x, padding=4, flip=True, generator=torch.Generator().manual_seed(2))
+    assert out1.shape == x.shape and out1.dtype == torch.uint8 and out1.is_contiguous()
+    assert torch.equal(out1, out2)
+    assert not torch.equal(out1, out3)
+    xf = normalize_uint8(x)
+    outf = augment_batch(xf, generator=torch.Generator().manual_seed(1))
+    assert outf.dtype == torch.float32 and outf.shape == xf.shape
+
+
+def test_augment_batch_identity_without_padding_and_flip():
+    x = uint8_images()
+    assert torch.equal(augment_batch(x, padding=0, flip=False), x)
+
+
+def test_flip_only_gives_each_image_or_its_mirror():
+    x = uint8_images(64)
+    out = augment_batch(x, padding=0, flip=True, generator=torch.Generator().manual_seed(0))
+    same = (out == x).flatten(1).all(1)
+    mirrored = (out == x.flip(3)).flatten(1).all(1)
+    assert (same | mirrored).all()
+    assert same.any() and mirrored.any()  # both happen in 64 coin flips
+
+
+def test_crop_is_a_shifted_window_of_the_reflect_padded_image():
+    # a hand-made image whose every pixel is unique: value = 10*row + col (rows/cols 0..4), channels offset
+    h = w = 5
+    base = (10 * torch.arange(h).view(h, 1) + torch.arange(w).view(1, w)).to(torch.uint8)
+    img = torch.stack([base, base + 100, base + 200]).unsqueeze(0)  # (1, 3, 5, 5)
+    pad = 2
+    padded = F.pad(img.float(), (pad,) * 4, mode="reflect").to(torch.uint8)  # (1, 3, 9, 9)
+    seen = set()
+    for seed in range(60):
+        out = augment_batch(img, padding=pad, flip=False, generator=torch.Generator().manual_seed(seed))
+        windows = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                   if torch.equal(out, padded[:, :, dy : dy + h, dx : dx + w])]
+        assert len(windows) == 1, "the crop must be exactly one window of the padded image"
+        seen.add(windows[0])
+    assert len(seen) > 5
+    # reflect padding (not zeros): row -1 of the padded image is row 1 of the image
+    assert torch.equal(padded[0, 0, pad - 1, pad:-pad], base[1])
+
+
+def test_normalize_uint8():
+    x = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    x[1] = 255
+    out = normalize_uint8(x)
+    mean, std = torch.tensor(CIFAR10_MEAN), torch.tensor(CIFAR10_STD)
+    torch.testing.assert_close(out[0, :, 0, 0], -mean / std)
+    torch.testing.assert_close(out[1, :, 0, 0], (1 - mean) / std)
+    assert out.dtype == torch.float32
+    with pytest.raises(TypeError, match="uint8"):
+        normalize_uint8(x.float())
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+
+def toy_dataset(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes that differ in the brightness of the red channel (survives crops and flips)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randint(0, 100, (n, 3, 8, 8), dtype=torch.uint8, generator=g)
+    x[:, 0] += (y * 150).to(torch.uint8).view(n, 1, 1)
+    return x, y
+
+
+class TinyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv(x)).mean((2, 3)))
+
+
+def test_train_reduces_loss_and_learns_separable_toy_data():
+    torch.manual_seed(0)
+    tx, ty = toy_dataset(512, seed=0)
+    vx, vy = toy_dataset(128, seed=1)
+    model = TinyNet()
+    before = F.cross_entropy(predict(model, vx), vy).item()
+    calls = []
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=1e-2, weight_decay=0.0, amp=False, label_smoothing=0.0,
+                      crop_padding=1, warmup_epochs=0.5)
+    hist = train(model, tx, ty, cfg, vx, vy, show_progress=False, callback=lambda h: calls.append(len(h.epoch)))
+    assert isinstance(hist, History)
+    assert len(hist.epoch) == 4 and calls == [1, 2, 3, 4]
+    assert hist.epoch == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    assert all(len(v) == 4 for v in hist.__dict__.values())
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    after = F.cross_entropy(predict(model, vx), vy).item()
+    assert after < 0.5 * before
+    assert hist.val_acc[-1] == pytest.approx(evaluate(model, vx, vy))
+    assert hist.val_acc[-1] > 0.9
+    assert not model.training
+
+
+def test_train_is_reproducible():
+    tx, ty = toy_dataset(128, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=1e-2, amp=False)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = TinyNet()
+        train(model, tx, ty, cfg, show_progress=False)
+        outs.append(predict(model, tx[:8]))
+    torch.testing.assert_close(outs[0], outs[1])
+
+
+def test_train_rejects_bad_input():
+    model = TinyNet()
+    tx, ty = toy_dataset(16, seed=0)
+    with pytest.raises(ValueError, match="uint8"):
+        train(model, tx.float(), ty, TrainConfig(batch_size=8), show_progress=False)
+    with pytest.raises(ValueError, match="larger than the training set"):
+        train(model, tx, ty, TrainConfig(batch_size=64), show_progress=False)
+    with pytest.raises(ValueError, match="optimizer"):
+        train(model, tx, ty, TrainConfig(batch_size=8, optimizer="lbfgs"), show_progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+
+
+def test_predict_and_evaluate():
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    x, y = toy_dataset(50, seed=3)
+    logits = predict(model, x, batch_size=16)  # several batches, the last one partial
+    assert logits.shape == (50, 2) and logits.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(normalize_uint8(x)))
+    # already-normalised float input is passed through unchanged
+    torch.testing.assert_close(predict(model, normalize_uint8(x)), logits)
+    acc = evaluate(model, x, y, batch_size=7)
+    assert acc == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert evaluate(model, x, logits.argmax(1)) == 1.0
+    with pytest.raises(ValueError, match="labels"):
+        evaluate(model, x, y[:10])
