@@ -187,3 +187,11 @@ def test_every_notebook_follows_the_template() -> None:
             assert heading in text, f"{path.name} lacks {heading}"
         assert "TOSUBMIT" in text, f"{path.name} has no question"
         assert "submission.export(" in sources[-1], f"{path.name}: the last cell must build the PDF"
+
+
+def test_points_with_a_note(tree: Path) -> None:
+    nb = _notebook()
+    nb.cells[5].source = "**TOSUBMIT 7.1** *(5 points, homework)* Why?"
+    nbformat.write(nb, tree / "solutions" / "07_tiny.ipynb")
+    assert course.main(["build", "--root", str(tree)]) == 0
+    assert "**7.1** (5 points, homework; section *1. A section*)" in (tree / "assignments.md").read_text()

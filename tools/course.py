@@ -26,7 +26,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-TOSUBMIT = re.compile(r"^\*\*TOSUBMIT (\d+)\.(\d+)\*\*\s*(?:\*\((\d+) points?\)\*)?")
+TOSUBMIT = re.compile(r"^\*\*TOSUBMIT (\d+)\.(\d+)\*\*\s*(?:\*\((\d+) points?(?:, ([^)]*))?\)\*)?")
 NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 SCHEDULE_START, SCHEDULE_END = "<!-- schedule:start -->", "<!-- schedule:end -->"
 BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -108,6 +108,7 @@ class Question:
     text: str  # the question, without the TOSUBMIT prefix
     section: str
     answer: str  # the model answer (between the markers)
+    note: str = ""  # e.g. "homework", from "*(5 points, homework)*"
 
 
 @dataclass
@@ -200,7 +201,7 @@ def parse(nb, path: Path) -> NotebookInfo:
         if "rubric" not in answer.lower():
             raise CourseError(f"{where}: TOSUBMIT {label}: the model answer needs a '**Rubric.**' part")
         text = cell.source[q.end() :].strip()
-        info.questions.append(Question(label, int(pts), text, section, answer))
+        info.questions.append(Question(label, int(pts), text, section, answer, q.group(4) or ""))
     return info
 
 
@@ -279,7 +280,8 @@ def assignments_md(infos: list[NotebookInfo], root: Path) -> str:
         ]
         for q in info.questions:
             unit = "point" if q.points == 1 else "points"
-            out += [f"**{q.number}** ({q.points} {unit}; section *{q.section or 'intro'}*)", ""]
+            note = f", {q.note}" if q.note else ""
+            out += [f"**{q.number}** ({q.points} {unit}{note}; section *{q.section or 'intro'}*)", ""]
             out += ["> " + line if line else ">" for line in q.text.splitlines()]
             out.append("")
     return "\n".join(out).rstrip() + "\n"
