@@ -101,7 +101,10 @@ def assert_close(actual: Any, expected: Any, atol: float = 1e-5, rtol: float = 1
         if not isinstance(actual, (tuple, list)) or len(actual) != len(expected):
             raise AssertionError(f"{what}: expected a sequence of {len(expected)} items, got {type(actual).__name__}")
         return max(
-            (assert_close(a, e, atol, rtol, f"{what}[{i}]") for i, (a, e) in enumerate(zip(actual, expected, strict=True))),
+            (
+                assert_close(a, e, atol, rtol, f"{what}[{i}]")
+                for i, (a, e) in enumerate(zip(actual, expected, strict=True))
+            ),
             default=0.0,
         )
     if actual is None:
