@@ -155,7 +155,7 @@ def parse(nb, path: Path) -> NotebookInfo:
     title = cells[0].source.splitlines()[0][2:].strip()
     title = re.sub(r"^\d+\s*[·:.-]\s*", "", title)
     head = "\n".join(c.source for c in cells[:3] if c.cell_type == "markdown")
-    tm = re.search(r"\*\*Time:\*\*\s*([^\n]+)", head)
+    tm = re.search(r"\*\*Time:\*\*\s*(~?\s*\d+(?:\s*[-–]\s*\d+)?\s*(?:min|minutes|h|hours)\b)", head)
     info = NotebookInfo(path, number, title, tm.group(1).strip() if tm else "")
     code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
     if len(code) < 2:
