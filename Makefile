@@ -24,7 +24,7 @@ dev-venv: $(VENV)/.dev
 
 lab: $(VENV)/.course  ## create .venv, install the course requirements, open JupyterLab on notebooks/
 	$(PY) -m pip install -q jupyterlab ipykernel
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 test: $(VENV)/.dev  ## create/update .venv with the dev requirements and run the whole suite
 	$(PY) tools/course.py check
