@@ -46,6 +46,9 @@ class CheckResult:
     def __bool__(self) -> bool:
         return self.passed
 
+    def __repr__(self) -> str:  # short, because a check is often the last line of a notebook cell
+        return f"<check {self.name!r}: {self.status}>"
+
 
 def check(name: str, test: Callable[[], str | None], hint: str = "", strict: bool | None = None) -> CheckResult:
     """Run ``test()`` and report. ``test`` raises ``AssertionError`` (a mismatch) or ``NotImplementedError`` (not

@@ -18,7 +18,16 @@ from torch import nn
 
 from .data import CIFAR10_MEAN, CIFAR10_STD
 
-__all__ = ["TrainConfig", "History", "augment_batch", "normalize_uint8", "train", "evaluate", "predict"]
+__all__ = [
+    "TrainConfig",
+    "History",
+    "augment_batch",
+    "normalize_uint8",
+    "train",
+    "evaluate",
+    "predict",
+    "cpu_has_native_bf16",
+]
 
 
 @dataclass
@@ -34,7 +43,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     crop_padding: int = 4
     flip: bool = True
-    amp: bool = True
+    amp: bool = True  # mixed precision: fp16 on a GPU, bf16 on a CPU with native bf16 (else fp32)
     grad_clip: float | None = 1.0
     seed: int = 0
     max_minutes: float | None = None  # a wall-clock budget: the schedule then follows elapsed time
@@ -81,9 +90,21 @@ def augment_batch(
     return x.contiguous()
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX).
+
+    Without it, bfloat16 autocast on the CPU is emulated and much slower than float32 (measured on a 2-core AMD
+    EPYC with AVX2 only: the course CNN trains at 7 images/s in bf16 vs 138 in fp32).
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
 def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+    """float16 autocast on a GPU; bfloat16 on a CPU only where the CPU has native bf16 (else full fp32)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16, enabled=enabled)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and cpu_has_native_bf16())
 
 
 @torch.no_grad()

@@ -55,6 +55,7 @@ def test_check_close_pass_fail_todo(monkeypatch: pytest.MonkeyPatch, capsys) -> 
     assert checks.check_close("ok", lambda t: t + t, _ref, args=(x,)).status == "passed"
     r = checks.check_close("wrong", lambda t: t * 3, _ref, args=(x,), hint="double it")
     assert r.status == "failed" and "values differ" in r.message and "double it" in r.message
+    assert repr(r) == "<check 'wrong': failed>"  # short: a check is often the last line of a cell
 
     def todo(t):
         raise NotImplementedError

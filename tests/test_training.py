@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import training
 from helpers.data import CIFAR10_MEAN, CIFAR10_STD
 from helpers.training import History, TrainConfig, augment_batch, evaluate, normalize_uint8, predict, train
 
@@ -161,3 +162,19 @@ def test_predict_and_evaluate():
     assert evaluate(model, x, logits.argmax(1)) == 1.0
     with pytest.raises(ValueError, match="labels"):
         evaluate(model, x, y[:10])
+
+
+def test_cpu_autocast_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    # emulated bf16 is an order of magnitude slower than fp32, so amp=True must fall back to fp32 there
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not training.cpu_has_native_bf16()
+    with training._autocast(cpu, True):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert training.cpu_has_native_bf16()
+    with training._autocast(cpu, True):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with training._autocast(cpu, False):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32

@@ -26,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers.checkpoints import ARCHITECTURES, save_checkpoint  # noqa: E402
+from helpers.checkpoints import ARCHITECTURES, save_checkpoint, sha256_file  # noqa: E402
 from helpers.cifar_models import build_model  # noqa: E402
 from helpers.data import CIFAR10_CLASSES  # noqa: E402
 from helpers.training import TrainConfig, train  # noqa: E402
@@ -103,6 +103,13 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_TAR)
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
+    p.add_argument("--warmup", type=float, help="override the recipe's warm-up epochs")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="continue from this checkpoint (a second stage: a fresh warm-up + cosine schedule on its weights)",
+    )
     p.add_argument("--amp", choices=["on", "off"], help="override the recipe's bf16 autocast")
     p.add_argument("--max-minutes", type=float, help="stop at this wall-clock budget")
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
@@ -115,6 +122,10 @@ def main() -> None:
     model_cfg, train_cfg = RECIPES[args.name]
     if args.epochs:
         train_cfg.epochs = args.epochs
+    if args.lr:
+        train_cfg.lr = args.lr
+    if args.warmup is not None:
+        train_cfg.warmup_epochs = args.warmup
     train_cfg.max_minutes = args.max_minutes
     if args.amp:
         train_cfg.amp = args.amp == "on"
@@ -122,7 +133,14 @@ def main() -> None:
     t0 = time.time()
     tx, ty, vx, vy = load_jpeg_split(args.data, args.cache)
     print(f"data: {len(tx)} train / {len(vx)} val images, loaded in {time.time() - t0:.1f} s", flush=True)
-    model = build_model(model_cfg).to(memory_format=torch.channels_last)
+    model = build_model(model_cfg)
+    parent: dict | None = None
+    if args.init:
+        ckpt = torch.load(args.init, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["state_dict"])
+        parent = {"file": args.init.name, "sha256": sha256_file(args.init), **ckpt.get("meta", {})}
+        print(f"continuing from {args.init} (val {parent.get('val_accuracy')})", flush=True)
+    model = model.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.name}: {n_params / 1e6:.2f} M parameters; recipe {train_cfg}", flush=True)
     hist = train(
@@ -138,10 +156,21 @@ def main() -> None:
         "parameters": n_params,
         "machine": machine,
         "command": f"python tools/train_checkpoint.py {args.name}"
+        + (f" --init {args.init.name}" if args.init else "")
         + (f" --epochs {args.epochs}" if args.epochs else "")
+        + (f" --lr {args.lr}" if args.lr else "")
+        + (f" --warmup {args.warmup}" if args.warmup is not None else "")
+        + (f" --amp {args.amp}" if args.amp else "")
         + (f" --max-minutes {args.max_minutes}" if args.max_minutes else ""),
         "validation": f"last {VAL_PER_CLASS} images per class of the CIFAR-10 training split",
     }
+    if parent is not None:
+        # the stages before this one, so the model card can give the whole recipe and the total time
+        stages = parent.get("stages", [{k: parent.get(k) for k in ("command", "epochs", "train_minutes", "machine")}])
+        meta["stages"] = [*stages, {k: meta[k] for k in ("command", "epochs", "train_minutes", "machine")}]
+        meta["total_epochs"] = round(sum(st["epochs"] or 0 for st in meta["stages"]), 2)
+        meta["total_train_minutes"] = round(sum(st["train_minutes"] or 0 for st in meta["stages"]), 1)
+        meta["init_sha256"] = parent["sha256"]
     if args.log:
         args.log.write_text(json.dumps({"meta": meta, "history": hist.__dict__}, indent=2))
     if not args.no_save:
