@@ -24,6 +24,7 @@ and each one is tested in ``tests/test_attention.py``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -522,22 +523,13 @@ def vit_reshape_transform(
     """A ``reshape_transform`` for pytorch-grad-cam: tokens (B, T, C) -> feature map (B, C, h, w).
 
     Drops the ``num_prefix_tokens`` prefix tokens and lays the patch tokens out on the grid (square if
-    ``grid_size`` is None), so Grad-CAM can treat the ``C`` token features as channels.
+    ``grid_size`` is None), so Grad-CAM can treat the ``C`` token features as channels: :func:`helpers.cam.vit_reshape`
+    with its arguments fixed.
     """
+    from helpers.cam import vit_reshape
 
-    def reshape(tokens: torch.Tensor) -> torch.Tensor:
-        patches = tokens[:, num_prefix_tokens:]
-        n = patches.shape[1]
-        if grid_size is None:
-            side = math.isqrt(n)
-            if side * side != n:
-                raise ValueError(f"{n} patch tokens do not form a square grid: pass grid_size=(h, w)")
-            h = w = side
-        else:
-            h, w = _grid(grid_size)
-        return patches.reshape(patches.shape[0], h, w, patches.shape[2]).permute(0, 3, 1, 2)
-
-    return reshape
+    grid = None if grid_size is None else _grid(grid_size)
+    return functools.partial(vit_reshape, num_prefix_tokens=num_prefix_tokens, grid=grid)
 
 
 def vit_gradcam(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -477,7 +478,9 @@ def library_cam(
     cls = getattr(pytorch_grad_cam, LIBRARY_METHODS[key])
     t = _targets(target if target is not None else _predicted(model, x), x.shape[0])
     targets = [ClassifierOutputTarget(int(c)) for c in t]
-    with cls(model=model, target_layers=[module], reshape_transform=reshape) as method_obj:
+    # ScoreCAM / AblationCAM draw a tqdm bar per image on stderr with no switch to turn it off: silence them
+    quiet = contextlib.redirect_stderr(io.StringIO()) if key in ("scorecam", "ablationcam") else contextlib.nullcontext()
+    with cls(model=model, target_layers=[module], reshape_transform=reshape) as method_obj, quiet:
         method_obj.batch_size = batch_size  # read by ScoreCAM / AblationCAM (default 16 / 32)
         out = method_obj(input_tensor=x.detach(), targets=targets)
     for p in model.parameters():  # the library backpropagates with .backward(): leave no gradients behind

@@ -271,3 +271,13 @@ def test_object_masks():
     assert r.shape == (112, 112) and 0.01 < float(r.float().mean()) < 0.08 and r[70, 56] and not r[70, 20]
     c = cam.object_mask("coffee", size=224)
     assert c.shape == (224, 224) and 0.3 < float(c.float().mean()) < 0.8 and c[112, 112] and not c[5, 220]
+
+
+def test_score_cam_draws_no_progress_bars(capfd):
+    # ScoreCAM prints a tqdm bar per image (it has no switch): library_cam keeps notebook outputs clean
+    model = _small_cnn()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    out = cam.library_cam("scorecam", model, x, [0, 1], model[4], batch_size=8)
+    assert out.shape == (2, 16, 16) and torch.isfinite(out).all()
+    assert "it/s" not in capfd.readouterr().err
+    assert _no_hooks(model)

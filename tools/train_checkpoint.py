@@ -2,6 +2,8 @@
 
     python tools/train_checkpoint.py cnn_cifar10
     python tools/train_checkpoint.py vit_cifar10
+    # a second stage: a fresh warm-up + cosine schedule on the saved weights (the card lists every stage)
+    python tools/train_checkpoint.py cnn_cifar10 --init data/checkpoints/cnn_cifar10.pt --epochs 10 --lr 0.1
 
 Data: the JPEG-encoded CIFAR-10 training split (``train/<class>/NNNN.jpg``), by default
 ``../shared/data/cifar10-train-jpeg.tar.gz``. The last 500 images of each class (by file name) are held out for
@@ -156,7 +158,7 @@ def main() -> None:
         "parameters": n_params,
         "machine": machine,
         "command": f"python tools/train_checkpoint.py {args.name}"
-        + (f" --init {args.init.name}" if args.init else "")
+        + (f" --init {args.init}" if args.init else "")
         + (f" --epochs {args.epochs}" if args.epochs else "")
         + (f" --lr {args.lr}" if args.lr else "")
         + (f" --warmup {args.warmup}" if args.warmup is not None else "")
@@ -168,8 +170,10 @@ def main() -> None:
         # the stages before this one, so the model card can give the whole recipe and the total time
         stages = parent.get("stages", [{k: parent.get(k) for k in ("command", "epochs", "train_minutes", "machine")}])
         meta["stages"] = [*stages, {k: meta[k] for k in ("command", "epochs", "train_minutes", "machine")}]
-        meta["total_epochs"] = round(sum(st["epochs"] or 0 for st in meta["stages"]), 2)
-        meta["total_train_minutes"] = round(sum(st["train_minutes"] or 0 for st in meta["stages"]), 1)
+        # "epochs" and "train_minutes" count the whole training, all stages; "stages" has each stage's share
+        meta["epochs"] = round(sum(st["epochs"] or 0 for st in meta["stages"]), 2)
+        meta["train_minutes"] = round(sum(st["train_minutes"] or 0 for st in meta["stages"]), 1)
+        meta["command"] = " && ".join(st["command"] for st in meta["stages"])
         meta["init_sha256"] = parent["sha256"]
     if args.log:
         args.log.write_text(json.dumps({"meta": meta, "history": hist.__dict__}, indent=2))
