@@ -479,7 +479,8 @@ def library_cam(
     t = _targets(target if target is not None else _predicted(model, x), x.shape[0])
     targets = [ClassifierOutputTarget(int(c)) for c in t]
     # ScoreCAM / AblationCAM draw a tqdm bar per image on stderr with no switch to turn it off: silence them
-    quiet = contextlib.redirect_stderr(io.StringIO()) if key in ("scorecam", "ablationcam") else contextlib.nullcontext()
+    noisy = key in ("scorecam", "ablationcam")
+    quiet = contextlib.redirect_stderr(io.StringIO()) if noisy else contextlib.nullcontext()
     with cls(model=model, target_layers=[module], reshape_transform=reshape) as method_obj, quiet:
         method_obj.batch_size = batch_size  # read by ScoreCAM / AblationCAM (default 16 / 32)
         out = method_obj(input_tensor=x.detach(), targets=targets)
