@@ -85,22 +85,27 @@ def _check_input(x: torch.Tensor, name: str = "x") -> None:
         raise TypeError(f"{name} must be a floating-point tensor (normalised images), got {x.dtype}")
 
 
-def _target_tensor(target: Target, batch: int, num_classes: int, device: torch.device) -> torch.Tensor:
-    """Class indices as a ``(B,)`` long tensor on ``device``; checks the range."""
+def class_indices(target: Target, batch: int, num_classes: int | None = None,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """Class indices as a ``(B,)`` long tensor on ``device``, from an int (the same class for every image) or B ints.
+
+    Checks the type (no bools, no floats), the count (1 or ``batch``) and, given ``num_classes``, the range.
+    Shared by the gradient methods here and by ``helpers.cam``.
+    """
     if isinstance(target, bool):
         raise TypeError("target must be an int class index or a (B,) tensor of indices, not a bool")
     if isinstance(target, (int, np.integer)):
         t = torch.full((batch,), int(target), dtype=torch.long, device=device)
     else:
         t = torch.as_tensor(target, device=device)
-        if t.is_floating_point():
+        if t.is_floating_point() or t.dtype == torch.bool:
             raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
         t = t.long().reshape(-1)
         if t.numel() == 1:
             t = t.expand(batch)
         if t.numel() != batch:
-            raise ValueError(f"target has {t.numel()} entries but the batch has {batch} images")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+            raise ValueError(f"got {t.numel()} targets for a batch of {batch} images")
+    if num_classes is not None and t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
         raise ValueError(f"target {t.tolist()} out of range for a model with {num_classes} classes")
     return t
 
@@ -118,7 +123,7 @@ def target_logits(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Te
     """The target class's logit for every image: ``(B, C, H, W) -> (B,)``."""
     _check_input(x)
     out = forward_logits(model, x)
-    t = _target_tensor(target, x.shape[0], out.shape[1], out.device)
+    t = class_indices(target, x.shape[0], out.shape[1], out.device)
     return out.gather(1, t[:, None]).squeeze(1)
 
 

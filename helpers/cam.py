@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attribution import class_indices
+
 __all__ = [
     "ActivationsAndGradients",
     "capture",
@@ -157,24 +159,9 @@ def _targets(target: Any, batch: int, logits: torch.Tensor | None = None) -> tor
         if logits is None:
             raise ValueError("target=None (the predicted class) needs the logits")
         return logits.argmax(dim=1)
-    if isinstance(target, bool):
-        raise TypeError("target must be a class index, not a bool")
-    if isinstance(target, (int, np.integer)):
-        t = torch.full((batch,), int(target), dtype=torch.long)
-    else:
-        t = torch.as_tensor(target)
-        if t.is_floating_point() or t.dtype == torch.bool:
-            raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
-        t = t.long().reshape(-1)
-        if t.numel() == 1:
-            t = t.expand(batch)
-        if t.numel() != batch:
-            raise ValueError(f"got {t.numel()} targets for a batch of {batch} images")
-    if logits is not None:
-        n = logits.shape[1]
-        if int(t.min()) < 0 or int(t.max()) >= n:
-            raise ValueError(f"target class out of range: the model has {n} classes, got {t.tolist()}")
-    return t.to(logits.device if logits is not None else "cpu")
+    if logits is None:
+        return class_indices(target, batch)
+    return class_indices(target, batch, logits.shape[1], logits.device)
 
 
 def _check_images(x: Any) -> None:
@@ -203,9 +190,7 @@ def cam(features: torch.Tensor, fc_weight: torch.Tensor, target: Any) -> torch.T
     if not isinstance(fc_weight, torch.Tensor) or fc_weight.ndim != 2 or fc_weight.shape[1] != features.shape[1]:
         raise ValueError(f"fc_weight must be (num_classes, {features.shape[1]}), got "
                          f"{tuple(fc_weight.shape) if isinstance(fc_weight, torch.Tensor) else fc_weight}")
-    t = _targets(target, features.shape[0])
-    if int(t.min()) < 0 or int(t.max()) >= fc_weight.shape[0]:
-        raise ValueError(f"target class out of range [0, {fc_weight.shape[0]})")
+    t = class_indices(target, features.shape[0], fc_weight.shape[0])
     w = fc_weight.detach()[t.to(fc_weight.device)]  # (B, K)
     return torch.einsum("bk,bkhw->bhw", w.to(features.dtype), features.detach())
 

@@ -140,6 +140,27 @@ def test_gradient_is_per_image_and_leaves_parameters_alone():
     assert not x.requires_grad
 
 
+def test_class_indices_parses_and_checks_targets():
+    # one parser for every method here and in helpers.cam
+    assert A.class_indices(3, 4).tolist() == [3, 3, 3, 3]
+    assert A.class_indices([2], 3, 5).tolist() == [2, 2, 2]
+    t = A.class_indices(torch.tensor([1, 0]), 2, 2)
+    assert t.dtype == torch.long and t.tolist() == [1, 0]
+    with pytest.raises(TypeError, match="bool"):
+        A.class_indices(True, 2)
+    with pytest.raises(TypeError, match="dtype"):
+        A.class_indices(torch.tensor([True, False]), 2)
+    with pytest.raises(TypeError, match="dtype"):
+        A.class_indices([0.5, 1.0], 2)
+    with pytest.raises(ValueError, match="3 targets for a batch of 2"):
+        A.class_indices([0, 1, 2], 2)
+    with pytest.raises(ValueError, match="out of range"):
+        A.class_indices([0, 10], 2, 10)
+    with pytest.raises(ValueError, match="out of range"):
+        A.class_indices(-1, 2, 10)
+    assert A.class_indices([0, 99], 2).tolist() == [0, 99]  # no range check without num_classes
+
+
 def test_bad_inputs_raise_clear_errors():
     model, x = small_net(), images(2, 12)
     with pytest.raises(ValueError, match="out of range"):
