@@ -22,6 +22,7 @@ __all__ = [
     "TrainConfig",
     "History",
     "augment_batch",
+    "cutout_batch",
     "normalize_uint8",
     "train",
     "evaluate",
@@ -43,6 +44,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     crop_padding: int = 4
     flip: bool = True
+    cutout: int = 0  # side in pixels of a random square set to the dataset mean in each training image (0: off)
     amp: bool = True  # mixed precision: fp16 on a GPU, bf16 on a CPU with native bf16 (else fp32)
     grad_clip: float | None = 1.0
     seed: int = 0
@@ -88,6 +90,28 @@ def augment_batch(
         mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)
         x = torch.where(mask.view(b, 1, 1, 1), x.flip(3), x)
     return x.contiguous()
+
+
+def cutout_batch(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cutout (DeVries & Taylor, 2017): set one random ``size`` x ``size`` square per image to 0.
+
+    Apply it to normalised images (B, C, H, W), where 0 is the dataset mean. The square's centre is uniform over
+    the image, so the square may be clipped at the border. Returns a new tensor of the same shape and dtype.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"expected images (B, C, H, W), got shape {tuple(x.shape)}")
+    if size < 0:
+        raise ValueError(f"cutout size must be >= 0, got {size}")
+    if size == 0:
+        return x.clone()
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=generator).to(x.device)
+    cx = torch.randint(0, w, (b,), generator=generator).to(x.device)
+    top, left = (cy - size // 2).view(b, 1, 1), (cx - size // 2).view(b, 1, 1)
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)  # (B, H, W)
+    return x.masked_fill(inside.unsqueeze(1), 0)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -209,6 +233,8 @@ def train(
             xb = augment_batch(train_images[idx], config.crop_padding, config.flip, gen).to(device, non_blocking=True)
             yb = train_labels[idx].to(device, non_blocking=True)
             xb = normalize_uint8(xb)
+            if config.cutout:
+                xb = cutout_batch(xb, config.cutout, gen)
             for g in opt.param_groups:
                 g["lr"] = lr_at(frac)
             with _autocast(device, config.amp):

@@ -9,7 +9,16 @@ from torch import nn
 
 from helpers import training
 from helpers.data import CIFAR10_MEAN, CIFAR10_STD
-from helpers.training import History, TrainConfig, augment_batch, evaluate, normalize_uint8, predict, train
+from helpers.training import (
+    History,
+    TrainConfig,
+    augment_batch,
+    cutout_batch,
+    evaluate,
+    normalize_uint8,
+    predict,
+    train,
+)
 
 
 def uint8_images(b: int = 4, h: int = 8, w: int = 8, seed: int = 0) -> torch.Tensor:
@@ -35,6 +44,29 @@ def test_augment_batch_shape_dtype_and_determinism():
 def test_augment_batch_identity_without_padding_and_flip():
     x = uint8_images()
     assert torch.equal(augment_batch(x, padding=0, flip=False), x)
+
+
+def test_cutout_zeroes_one_clipped_square_per_image_and_keeps_the_rest():
+    x = torch.rand(200, 3, 12, 12) + 1.0  # no zeros before cutout
+    before = x.clone()
+    out = cutout_batch(x, 4, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(x, before), "the input is not modified"
+    zero = out == 0
+    assert (zero.all(1) | ~zero.any(1)).all(), "the same pixels are cut in every channel"
+    keep = ~zero
+    assert torch.equal(out[keep], x[keep])
+    for m in zero[:, 0]:
+        rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
+        assert 1 <= len(rows) <= 4 and 1 <= len(cols) <= 4
+        # a (possibly clipped) axis-aligned rectangle: every pixel inside its bounding box is cut
+        assert m[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
+        assert m.sum() == len(rows) * len(cols)
+    sizes = zero[:, 0].flatten(1).sum(1)
+    assert (sizes == 16).any() and (sizes < 16).any()  # whole squares inside, clipped ones at the border
+    assert torch.equal(cutout_batch(x, 0), x)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        cutout_batch(x[0], 4)
 
 
 def test_flip_only_gives_each_image_or_its_mirror():

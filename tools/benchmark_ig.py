@@ -23,6 +23,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_checkpoint import cpu_name  # noqa: E402
 
 from helpers import attribution  # noqa: E402
 from helpers.cifar_models import CNNConfig, CourseCNN  # noqa: E402
@@ -37,16 +40,6 @@ def build(name: str) -> torch.nn.Module:
     if name in ("resnet18", "resnet50"):
         return getattr(torchvision.models, name)(weights=None).eval()
     raise SystemExit(f"unknown model {name!r}: choose cnn_cifar10, resnet18 or resnet50")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> None:

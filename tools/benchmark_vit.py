@@ -21,7 +21,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from train_checkpoint import DEFAULT_TAR, RECIPES, load_jpeg_split  # noqa: E402
+from train_checkpoint import DEFAULT_TAR, RECIPES, cpu_name, load_jpeg_split  # noqa: E402
 
 from helpers.cifar_models import build_model  # noqa: E402
 from helpers.training import History, predict, train  # noqa: E402
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         "val_images": len(vx),
         "validation": "last 500 images per class of the CIFAR-10 training split (tools/train_checkpoint.py)",
         "machine": {
-            "processor": platform.processor() or platform.machine(),
+            "processor": cpu_name(),
             "cpu_count": os.cpu_count(),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,

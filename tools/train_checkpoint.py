@@ -67,6 +67,17 @@ RECIPES = {
 }
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else whatever ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def load_jpeg_split(tar_path: Path, cache: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train_x, train_y, val_x, val_y): uint8 (N, 3, 32, 32) and int64 (N,), val = last 500 per class."""
     if cache.exists():
@@ -112,6 +123,7 @@ def main() -> None:
         type=Path,
         help="continue from this checkpoint (a second stage: a fresh warm-up + cosine schedule on its weights)",
     )
+    p.add_argument("--cutout", type=int, help="override the recipe's cutout square (pixels; 0 turns it off)")
     p.add_argument("--amp", choices=["on", "off"], help="override the recipe's bf16 autocast")
     p.add_argument("--max-minutes", type=float, help="stop at this wall-clock budget")
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
@@ -129,6 +141,8 @@ def main() -> None:
     if args.warmup is not None:
         train_cfg.warmup_epochs = args.warmup
     train_cfg.max_minutes = args.max_minutes
+    if args.cutout is not None:
+        train_cfg.cutout = args.cutout
     if args.amp:
         train_cfg.amp = args.amp == "on"
     torch.manual_seed(train_cfg.seed)
@@ -149,7 +163,7 @@ def main() -> None:
         model, tx, ty, train_cfg, vx, vy, device="cpu", show_progress=False, log=lambda m: print(m, flush=True)
     )
     machine = (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        f"{platform.machine()} ({cpu_name()}), {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
     meta = {
         "val_accuracy": round(hist.val_acc[-1], 4),
@@ -162,6 +176,7 @@ def main() -> None:
         + (f" --epochs {args.epochs}" if args.epochs else "")
         + (f" --lr {args.lr}" if args.lr else "")
         + (f" --warmup {args.warmup}" if args.warmup is not None else "")
+        + (f" --cutout {args.cutout}" if args.cutout is not None else "")
         + (f" --amp {args.amp}" if args.amp else "")
         + (f" --max-minutes {args.max_minutes}" if args.max_minutes else ""),
         "validation": f"last {VAL_PER_CLASS} images per class of the CIFAR-10 training split",
