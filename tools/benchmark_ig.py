@@ -23,12 +23,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from train_checkpoint import cpu_name  # noqa: E402
 
 from helpers import attribution  # noqa: E402
 from helpers.cifar_models import CNNConfig, CourseCNN  # noqa: E402
+from tools.train_checkpoint import cpu_name  # noqa: E402
 
 
 def build(name: str) -> torch.nn.Module:
