@@ -308,3 +308,23 @@ def test_nested_recording_leaves_no_module_recording():
     with record_attention(model) as rec:
         model(images(1))
     assert all(a is not None for a in rec.attentions)
+
+
+def test_model_card_quotes_the_manifest():
+    """data/checkpoints/README.md states what manifest.json records for each shipped model (validation accuracy,
+    parameters, epochs, minutes): a card left stale after retraining fails here."""
+    manifest = json.loads((checkpoints.CHECKPOINT_DIR / "manifest.json").read_text())
+    card = (checkpoints.CHECKPOINT_DIR / "README.md").read_text()
+    rows = {}
+    for line in card.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 3:
+            rows.setdefault(cells[0], cells[1:])
+    assert rows[""] == ["`vit_cifar10`", "`cnn_cifar10`"], "the card's model table lost its header"
+    for column, name in enumerate(("vit_cifar10", "cnn_cifar10")):
+        entry = manifest[name]
+        accuracy = rows["**validation accuracy**"][column]
+        assert accuracy.startswith(f"**{100 * entry['val_accuracy']:.1f} %**"), (name, accuracy)
+        assert rows["parameters"][column] == f"{entry['parameters']:,}", name
+        trained = rows["trained for"][column]
+        assert trained.startswith(f"{round(entry['epochs'], 1):g} epochs, {entry['train_minutes']:.1f} min"), trained
