@@ -1,10 +1,11 @@
-"""Re-measure the numbers that the model card and notebooks 01/02 quote about the shipped checkpoints (maintainers).
+"""Re-measure the numbers that the model card and notebooks 01-03 quote about the shipped checkpoints (maintainers).
 
     python tools/measure_checkpoints.py                          # data/checkpoints
     python tools/measure_checkpoints.py --checkpoints /tmp/stage_vit --threads 2
 
 Run it after retraining a checkpoint, then update ``data/checkpoints/README.md``, notebook 01 (the accuracies and the
-positional-embedding ablation) and notebook 02 (the mean attention distances). The inputs are the ones a notebook
+positional-embedding ablation), notebook 02 (the mean attention distances) and notebook 03 (the IG completeness
+medians quoted after its section 4.1 figure). The inputs are the ones a notebook
 sees in class mode (``tools/time_class_mode.py``): the stand-in CIFAR-10 test split, i.e. the 5,000 held-out
 validation images in a fixed shuffled order. It prints:
 
@@ -13,7 +14,9 @@ validation images in a fixed shuffled order. It prints:
   (c) permuted among the patches, (d) the 4x4 image patches shuffled (same permutation, ``randperm(64)`` with seed
   0); (d) for the CNN too;
 - the mean cosine similarity of positional embeddings by grid distance (notebook 01's similarity figure);
-- the mean attention distance in pixels per block and head on the first 128 images (notebook 02).
+- the mean attention distance in pixels per block and head on the first 128 images (notebook 02);
+- the median relative IG completeness error of the CNN on the first 3 images (predicted class, black baseline) for
+  each quadrature rule and step count (notebook 03, section 4.1, the notebook's own code and parameters).
 
 A checkpoint directory must hold both ``vit_cifar10.pt`` and ``cnn_cifar10.pt`` and a ``manifest.json`` with their
 hashes (what ``tools/train_checkpoint.py --out DIR`` writes; copy the other model's files in if you retrained one).
@@ -126,6 +129,23 @@ def main(argv: list[str] | None = None) -> dict:
         print("   ", "  ".join(f"{v:5.1f}" for v in row.tolist()))
     print(f"  min {mad.min():.1f}, max {mad.max():.1f}, block means "
           f"{', '.join(f'{v:.1f}' for v in mad.mean(1).tolist())}; uniform attention {uniform:.1f}")
+
+    from helpers import attribution
+
+    steps = (2, 4, 8, 16, 32, 64, 128)
+    x = data.normalize(images[:3].float() / 255, data.CIFAR10_MEAN, data.CIFAR10_STD)
+    with torch.no_grad():
+        target = cnn(x).argmax(1)
+    black = attribution.black_baseline(x, data.CIFAR10_MEAN, data.CIFAR10_STD)
+    out["ig_completeness_median"] = {"steps": list(steps)}
+    print("  IG completeness error of the CNN (median of 3 images, black baseline), steps", list(steps))
+    for method in ("riemann_trapezoid", "trapezoid", "gausslegendre"):
+        errors = [float(attribution.ig_completeness_error(cnn, x, target, black, m, method, internal_batch_size=64)
+                        .median()) for m in steps]
+        out["ig_completeness_median"][method] = [round(e, 5) for e in errors]
+        below = [m for m, e in zip(steps, errors, strict=True) if e <= 0.01]
+        print(f"    {method:18s}", " ".join(f"{e:.2%}" for e in errors),
+              f"-> <= 1 % from {below[0]} steps" if below else "-> not <= 1 % within these steps")
     if args.out:
         args.out.write_text(json.dumps(out, indent=2))
     return out
