@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ["XAI_DATA_DIR"] = str(args.standin)
     os.environ["XAI_OFFLINE"] = "1"  # the stand-in is there: never try to download CIFAR-10
 
-    from helpers import attention, data, training
+    from helpers import attention, attribution, data, training
     from helpers.checkpoints import load_checkpoint
     from helpers.cifar_models import record_attention
 
@@ -129,8 +129,6 @@ def main(argv: list[str] | None = None) -> dict:
         print("   ", "  ".join(f"{v:5.1f}" for v in row.tolist()))
     print(f"  min {mad.min():.1f}, max {mad.max():.1f}, block means "
           f"{', '.join(f'{v:.1f}' for v in mad.mean(1).tolist())}; uniform attention {uniform:.1f}")
-
-    from helpers import attribution
 
     steps = (2, 4, 8, 16, 32, 64, 128)
     x = data.normalize(images[:3].float() / 255, data.CIFAR10_MEAN, data.CIFAR10_STD)
