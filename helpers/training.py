@@ -7,9 +7,10 @@ on a CPU than a per-image ``DataLoader`` pipeline and behaves the same on a GPU.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,7 @@ __all__ = [
     "evaluate",
     "predict",
     "cpu_has_native_bf16",
+    "distillation_loss",
 ]
 
 
@@ -50,6 +52,15 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None  # a wall-clock budget: the schedule then follows elapsed time
     eval_every: int = 1
+    schedule: str = "cosine"  # after the warm-up: "cosine" (decay to 0) or "constant" (stay at lr, e.g. for SWA)
+    # knowledge distillation from a ``teacher`` passed to train(): "none", "hard" (DeiT) or "soft" (Hinton)
+    distill: str = "none"
+    distill_alpha: float = 0.5  # weight of the teacher's term; 1 - alpha goes to the true labels
+    distill_temperature: float = 4.0  # soft distillation only
+    # stochastic weight averaging: from this fraction of the schedule on, average the weights every swa_every
+    # steps; train() then returns the model holding the average, with BatchNorm statistics recomputed
+    swa_start: float | None = None
+    swa_every: int = 50
 
 
 @dataclass
@@ -114,6 +125,44 @@ def cutout_batch(x: torch.Tensor, size: int, generator: torch.Generator | None =
     return x.masked_fill(inside.unsqueeze(1), 0)
 
 
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    kind: str = "hard",
+    alpha: float = 0.5,
+    temperature: float = 4.0,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Knowledge-distillation loss of student logits (B, K) against teacher logits (B, K) and labels (B,).
+
+    ``"hard"`` (Touvron et al., 2021, DeiT): ``(1 - alpha) CE(s, y) + alpha CE(s, argmax t)``, both with label
+    smoothing. ``"soft"`` (Hinton et al., 2015): ``(1 - alpha) CE(s, y) + alpha T^2 KL(softmax(t/T) || softmax(s/T))``.
+    The teacher gets no gradient. Returns a scalar.
+    """
+    if student_logits.shape != teacher_logits.shape or student_logits.ndim != 2:
+        raise ValueError(
+            f"expected student and teacher logits of the same shape (B, K), got {tuple(student_logits.shape)} "
+            f"and {tuple(teacher_logits.shape)}"
+        )
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    teacher_logits = teacher_logits.detach().float()
+    student_logits = student_logits.float()
+    ce = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
+    if kind == "hard":
+        teach = F.cross_entropy(student_logits, teacher_logits.argmax(1), label_smoothing=label_smoothing)
+    elif kind == "soft":
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+        log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
+        teach = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * temperature**2
+    else:
+        raise ValueError(f"unknown distillation kind {kind!r}; use 'hard' or 'soft'")
+    return (1.0 - alpha) * ce + alpha * teach
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX).
 
@@ -166,17 +215,31 @@ def train(
     show_progress: bool = True,
     callback: Callable[[History], None] | None = None,
     log: Callable[[str], None] | None = None,
+    teacher: nn.Module | None = None,
 ) -> History:
     """Train ``model`` on uint8 images (N, 3, 32, 32) and labels (N,) with linear warm-up and cosine decay.
 
     ``callback(history)`` runs after each evaluation (e.g. a live plot). With ``config.max_minutes`` the warm-up and
     cosine schedule follow the elapsed wall-clock time and training stops when the budget (or ``config.epochs``)
-    is used up, so a short budget still ends with a small learning rate. Returns the :class:`History`.
+    is used up, so a short budget still ends with a small learning rate. With ``config.distill`` the loss is
+    :func:`distillation_loss` against ``teacher`` (kept in eval mode, run on the same augmented batch). With
+    ``config.swa_start`` the weights are averaged (SWA) and ``model`` ends up holding the average; the validation
+    accuracy in the history is then the averaged model's. Returns the :class:`History`.
     """
     if train_images.dtype != torch.uint8 or train_images.ndim != 4:
         raise ValueError(f"expected uint8 images (N, 3, H, W), got {train_images.dtype} {tuple(train_images.shape)}")
+    if config.schedule not in ("cosine", "constant"):
+        raise ValueError(f"unknown schedule {config.schedule!r}; use 'cosine' or 'constant'")
+    if (config.distill != "none") != (teacher is not None):
+        raise ValueError(f"distill={config.distill!r} needs a teacher, and a teacher needs distill='hard' or 'soft'")
+    if config.swa_start is not None and not 0.0 <= config.swa_start < 1.0:
+        raise ValueError(f"swa_start must be in [0, 1), got {config.swa_start}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     gen = torch.Generator().manual_seed(config.seed)
     n = len(train_images)
     steps_per_epoch = n // config.batch_size
@@ -206,8 +269,25 @@ def train(
     def lr_at(frac: float) -> float:
         if frac < warmup_frac:
             return config.lr * max(frac / warmup_frac, 1.0 / warmup)
+        if config.schedule == "constant":
+            return config.lr
         t = (frac - warmup_frac) / max(1e-8, 1.0 - warmup_frac)
         return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    swa = _WeightAverage(model) if config.swa_start is not None else None
+
+    def bn_batches() -> Iterator[torch.Tensor]:
+        """Augmented training batches (as in training) for recomputing BatchNorm statistics of the average."""
+        g = torch.Generator().manual_seed(config.seed + 1)
+        order = torch.randperm(n, generator=g)[: min(n, 40 * config.batch_size)]
+        for j in range(0, len(order), config.batch_size):
+            xb = augment_batch(train_images[order[j : j + config.batch_size]], config.crop_padding, config.flip, g)
+            yield normalize_uint8(xb.to(device))
+
+    def evaluated_model() -> nn.Module:
+        if swa is None or swa.count == 0:
+            return model
+        return swa.averaged(bn_batches())
 
     bar = None
     if show_progress:
@@ -239,7 +319,13 @@ def train(
                 g["lr"] = lr_at(frac)
             with _autocast(device, config.amp):
                 logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
+                if teacher is None:
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
+                else:
+                    with torch.no_grad():
+                        teacher_logits = teacher(xb)
+                    loss = distillation_loss(logits, teacher_logits, yb, config.distill, config.distill_alpha,
+                                             config.distill_temperature, config.label_smoothing)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip:
@@ -248,6 +334,8 @@ def train(
             scaler.step(opt)
             scaler.update()
             step += 1
+            if swa is not None and frac >= config.swa_start and step % config.swa_every == 0:
+                swa.add(model)
             loss_sum += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
             seen += len(yb)
@@ -256,7 +344,10 @@ def train(
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         last = stop or epoch == config.epochs - 1
         if seen and ((epoch + 1) % config.eval_every == 0 or last):
-            val = evaluate(model, val_images, val_labels, amp=config.amp) if val_images is not None else float("nan")
+            if val_images is not None:
+                val = evaluate(evaluated_model(), val_images, val_labels, amp=config.amp)
+            else:
+                val = float("nan")
             hist.epoch.append(epoch + seen // config.batch_size / steps_per_epoch)
             hist.train_loss.append(loss_sum / seen)
             hist.train_acc.append(correct / seen)
@@ -275,5 +366,44 @@ def train(
             break
     if bar is not None:
         bar.close()
+    if swa is not None and swa.count > 0:
+        model.load_state_dict(swa.averaged(bn_batches()).state_dict())
+        if log is not None:
+            log(f"weights averaged over {swa.count} snapshots (SWA), BatchNorm statistics recomputed")
     model.eval()
     return hist
+
+
+class _WeightAverage:
+    """A running average of a model's parameters (SWA, Izmailov et al. 2018), on a private copy of the model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = copy.deepcopy(model)
+        self.count = 0
+
+    @torch.no_grad()
+    def add(self, model: nn.Module) -> None:
+        """Fold the current parameters of ``model`` into the average: avg += (p - avg) / (count + 1)."""
+        self.count += 1
+        for avg, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            avg.add_(p.detach() - avg, alpha=1.0 / self.count)
+
+    @torch.no_grad()
+    def averaged(self, batches: Iterable[torch.Tensor]) -> nn.Module:
+        """The averaged model in eval mode, its BatchNorm running statistics recomputed on ``batches``.
+
+        Averaged weights do not fit the running statistics collected along the way, so each BatchNorm layer's
+        statistics are reset and re-estimated (cumulative average, momentum None) in one pass over ``batches``.
+        """
+        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if bns:
+            saved = [bn.momentum for bn in bns]
+            for bn in bns:
+                bn.reset_running_stats()
+                bn.momentum = None
+            self.model.train()
+            for xb in batches:
+                self.model(xb)
+            for bn, mom in zip(bns, saved, strict=True):
+                bn.momentum = mom
+        return self.model.eval()

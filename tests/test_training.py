@@ -14,6 +14,7 @@ from helpers.training import (
     TrainConfig,
     augment_batch,
     cutout_batch,
+    distillation_loss,
     evaluate,
     normalize_uint8,
     predict,
@@ -174,6 +175,149 @@ def test_train_rejects_bad_input():
         train(model, tx, ty, TrainConfig(batch_size=64), show_progress=False)
     with pytest.raises(ValueError, match="optimizer"):
         train(model, tx, ty, TrainConfig(batch_size=8, optimizer="lbfgs"), show_progress=False)
+
+
+class RedTeacher(nn.Module):
+    """Predicts the toy data's class from the red channel, the wrong way round (bright red -> class 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # so train() can freeze it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x[:, 0].mean((1, 2)) - 0.6  # normalised red: about 1.3 for class 1, about -0.1 for class 0
+        return torch.stack([m, -m], dim=1) * 10
+
+
+def test_distillation_loss_matches_its_formulas():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g) * 3
+    y = torch.randint(0, 5, (6,), generator=g)
+    ce = F.cross_entropy(s, y, label_smoothing=0.1)
+    torch.testing.assert_close(distillation_loss(s, t, y, "hard", alpha=0.0, label_smoothing=0.1), ce)
+    hard = F.cross_entropy(s, t.argmax(1), label_smoothing=0.1)
+    mixed = distillation_loss(s, t, y, "hard", alpha=0.3, label_smoothing=0.1)
+    torch.testing.assert_close(mixed, 0.7 * ce + 0.3 * hard)
+    # soft: T^2 * KL(p_t || p_s) averaged over the batch, written out by hand
+    temp = 2.0
+    p_t = torch.softmax(t / temp, 1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(s / temp, 1))).sum(1).mean() * temp**2
+    torch.testing.assert_close(distillation_loss(s, t, y, "soft", alpha=1.0, temperature=temp), kl)
+    assert distillation_loss(t, t, y, "soft", alpha=1.0).abs() < 1e-6  # a student equal to its teacher
+    # the teacher gets no gradient, the student does
+    s.requires_grad_(True)
+    t.requires_grad_(True)
+    distillation_loss(s, t, y, "soft", alpha=0.5).backward()
+    assert s.grad is not None and t.grad is None
+
+
+def test_distillation_loss_rejects_bad_input():
+    s, y = torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="same shape"):
+        distillation_loss(s, torch.zeros(4, 2), y)
+    with pytest.raises(ValueError, match="alpha"):
+        distillation_loss(s, s, y, alpha=1.5)
+    with pytest.raises(ValueError, match="kind"):
+        distillation_loss(s, s, y, kind="medium")
+    with pytest.raises(ValueError, match="temperature"):
+        distillation_loss(s, s, y, kind="soft", temperature=0.0)
+
+
+def test_train_with_a_teacher_learns_the_teachers_labels():
+    torch.manual_seed(0)
+    tx, ty = toy_dataset(512, seed=0)
+    vx, vy = toy_dataset(128, seed=1)
+    teacher = RedTeacher()
+    assert evaluate(teacher, vx, 1 - vy) == 1.0
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=1e-2, weight_decay=0.0, amp=False, label_smoothing=0.0,
+                      crop_padding=1, warmup_epochs=0.5, distill="hard", distill_alpha=1.0)
+    model = TinyNet()
+    train(model, tx, ty, cfg, vx, vy, show_progress=False, teacher=teacher)
+    assert evaluate(model, vx, 1 - vy) > 0.9, "with alpha = 1 the student follows the teacher, not the labels"
+    assert not teacher.training and not teacher.unused.requires_grad and teacher.unused.item() == 0.0
+    with pytest.raises(ValueError, match="teacher"):
+        train(TinyNet(), tx, ty, cfg, show_progress=False)
+    with pytest.raises(ValueError, match="teacher"):
+        train(TinyNet(), tx, ty, TrainConfig(batch_size=32), show_progress=False, teacher=teacher)
+
+
+def test_constant_schedule_holds_the_learning_rate_after_warm_up(monkeypatch: pytest.MonkeyPatch):
+    lrs: list[float] = []
+    step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    tx, ty = toy_dataset(128, seed=0)
+    for schedule in ("constant", "cosine"):
+        lrs.clear()
+        cfg = TrainConfig(epochs=2, batch_size=16, lr=0.1, optimizer="sgd", warmup_epochs=0.5, amp=False,
+                          schedule=schedule)
+        train(TinyNet(), tx, ty, cfg, show_progress=False)
+        assert len(lrs) == 16 and lrs[0] < lrs[3] < lrs[4] == pytest.approx(0.1)
+        if schedule == "constant":
+            assert lrs[4:] == pytest.approx([0.1] * 12)
+        else:
+            assert lrs[-1] < 0.01
+    with pytest.raises(ValueError, match="schedule"):
+        train(TinyNet(), tx, ty, TrainConfig(batch_size=16, schedule="step"), show_progress=False)
+    with pytest.raises(ValueError, match="swa_start"):
+        train(TinyNet(), tx, ty, TrainConfig(batch_size=16, swa_start=1.0), show_progress=False)
+
+
+class BNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def test_weight_average_is_the_mean_and_recomputes_batchnorm():
+    torch.manual_seed(0)
+    models = [BNNet() for _ in range(3)]
+    avg = training._WeightAverage(models[0])
+    for m in models:
+        avg.add(m)
+    assert avg.count == 3
+    for name, p in avg.model.named_parameters():
+        torch.testing.assert_close(p, torch.stack([dict(m.named_parameters())[name] for m in models]).mean(0))
+    batches = [torch.randn(8, 3, 6, 6, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    out = avg.averaged(batches)
+    assert not out.training and out.bn.momentum == 0.1
+    with torch.no_grad():
+        feats = torch.cat([out.conv(b) for b in batches])  # all batches the same size: cumulative = overall mean
+    torch.testing.assert_close(out.bn.running_mean, feats.mean((0, 2, 3)))
+    assert out.bn.num_batches_tracked.item() == 3
+
+
+def test_train_with_swa_returns_the_average_of_its_snapshots(monkeypatch: pytest.MonkeyPatch):
+    snapshots: list[dict[str, torch.Tensor]] = []
+    add = training._WeightAverage.add
+
+    def recording_add(self, model):
+        snapshots.append({k: v.detach().clone() for k, v in model.named_parameters()})
+        return add(self, model)
+
+    monkeypatch.setattr(training._WeightAverage, "add", recording_add)
+    torch.manual_seed(0)
+    tx, ty = toy_dataset(256, seed=0)
+    vx, vy = toy_dataset(64, seed=1)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.05, optimizer="sgd", amp=False, schedule="constant",
+                      warmup_epochs=0.2, swa_start=0.5, swa_every=4)
+    model = BNNet()
+    hist = train(model, tx, ty, cfg, vx, vy, show_progress=False)
+    assert len(snapshots) == 4  # steps 20, 24, 28, 32 of 32: the second half, every 4 steps
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p, torch.stack([s[name] for s in snapshots]).mean(0))
+    assert not torch.allclose(snapshots[-1]["conv.weight"], model.conv.weight)
+    assert hist.val_acc[-1] == pytest.approx(evaluate(model, vx, vy)), "the history reports the averaged model"
+    assert not model.training
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation

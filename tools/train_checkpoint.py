@@ -125,6 +125,14 @@ def main() -> None:
     )
     p.add_argument("--cutout", type=int, help="override the recipe's cutout square (pixels; 0 turns it off)")
     p.add_argument("--amp", choices=["on", "off"], help="override the recipe's bf16 autocast")
+    p.add_argument("--schedule", choices=["cosine", "constant"], help="after the warm-up: cosine decay or constant")
+    p.add_argument(
+        "--teacher", type=Path, help="distil from this checkpoint (e.g. data/checkpoints/cnn_cifar10.pt, --distill)"
+    )
+    p.add_argument("--distill", choices=["hard", "soft"], help="knowledge distillation from --teacher")
+    p.add_argument("--distill-alpha", type=float, help="weight of the teacher's loss term (default 0.5)")
+    p.add_argument("--swa-start", type=float, help="average the weights (SWA) from this fraction of the schedule on")
+    p.add_argument("--swa-every", type=int, help="steps between two SWA snapshots (default 50)")
     p.add_argument("--max-minutes", type=float, help="stop at this wall-clock budget")
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints")
@@ -145,6 +153,18 @@ def main() -> None:
         train_cfg.cutout = args.cutout
     if args.amp:
         train_cfg.amp = args.amp == "on"
+    if args.schedule:
+        train_cfg.schedule = args.schedule
+    if (args.teacher is None) != (args.distill is None):
+        p.error("--teacher and --distill go together")
+    if args.distill:
+        train_cfg.distill = args.distill
+    if args.distill_alpha is not None:
+        train_cfg.distill_alpha = args.distill_alpha
+    if args.swa_start is not None:
+        train_cfg.swa_start = args.swa_start
+    if args.swa_every:
+        train_cfg.swa_every = args.swa_every
     torch.manual_seed(train_cfg.seed)
     t0 = time.time()
     tx, ty, vx, vy = load_jpeg_split(args.data, args.cache)
@@ -157,10 +177,19 @@ def main() -> None:
         parent = {"file": args.init.name, "sha256": sha256_file(args.init), **ckpt.get("meta", {})}
         print(f"continuing from {args.init} (val {parent.get('val_accuracy')})", flush=True)
     model = model.to(memory_format=torch.channels_last)
+    teacher = None
+    if args.teacher:
+        tckpt = torch.load(args.teacher, map_location="cpu", weights_only=True)
+        teacher = build_model(tckpt["config"])
+        teacher.load_state_dict(tckpt["state_dict"])
+        teacher = teacher.to(memory_format=torch.channels_last).eval()
+        print(f"distilling ({args.distill}) from {args.teacher} (val {tckpt.get('meta', {}).get('val_accuracy')})",
+              flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.name}: {n_params / 1e6:.2f} M parameters; recipe {train_cfg}", flush=True)
     hist = train(
-        model, tx, ty, train_cfg, vx, vy, device="cpu", show_progress=False, log=lambda m: print(m, flush=True)
+        model, tx, ty, train_cfg, vx, vy, device="cpu", show_progress=False, log=lambda m: print(m, flush=True),
+        teacher=teacher,
     )
     machine = (
         f"{platform.machine()} ({cpu_name()}), {torch.get_num_threads()} threads, torch {torch.__version__}"
@@ -178,13 +207,22 @@ def main() -> None:
         + (f" --warmup {args.warmup}" if args.warmup is not None else "")
         + (f" --cutout {args.cutout}" if args.cutout is not None else "")
         + (f" --amp {args.amp}" if args.amp else "")
+        + (f" --schedule {args.schedule}" if args.schedule else "")
+        + (f" --teacher {args.teacher} --distill {args.distill}" if args.teacher else "")
+        + (f" --distill-alpha {args.distill_alpha}" if args.distill_alpha is not None else "")
+        + (f" --swa-start {args.swa_start}" if args.swa_start is not None else "")
+        + (f" --swa-every {args.swa_every}" if args.swa_every else "")
         + (f" --max-minutes {args.max_minutes}" if args.max_minutes else ""),
         "validation": f"last {VAL_PER_CLASS} images per class of the CIFAR-10 training split",
     }
+    if args.teacher:
+        meta["teacher"] = {"file": args.teacher.name, "sha256": sha256_file(args.teacher),
+                           "val_accuracy": tckpt.get("meta", {}).get("val_accuracy")}
     if parent is not None:
         # the stages before this one, so the model card can give the whole recipe and the total time
         stages = parent.get("stages", [{k: parent.get(k) for k in ("command", "epochs", "train_minutes", "machine")}])
-        meta["stages"] = [*stages, {k: meta[k] for k in ("command", "epochs", "train_minutes", "machine")}]
+        stage_keys = ("command", "epochs", "train_minutes", "machine", "teacher")
+        meta["stages"] = [*stages, {k: meta[k] for k in stage_keys if k in meta}]
         # "epochs" and "train_minutes" count the whole training, all stages; "stages" has each stage's share
         meta["epochs"] = round(sum(st["epochs"] or 0 for st in meta["stages"]), 2)
         meta["train_minutes"] = round(sum(st["train_minutes"] or 0 for st in meta["stages"]), 1)
