@@ -18,6 +18,7 @@ from helpers.training import (
     evaluate,
     normalize_uint8,
     predict,
+    swa_bn_batches,
     train,
 )
 
@@ -294,6 +295,18 @@ def test_weight_average_is_the_mean_and_recomputes_batchnorm():
         feats = torch.cat([out.conv(b) for b in batches])  # all batches the same size: cumulative = overall mean
     torch.testing.assert_close(out.bn.running_mean, feats.mean((0, 2, 3)))
     assert out.bn.num_batches_tracked.item() == 3
+
+
+def test_swa_bn_batches_use_the_training_augmentation_with_cutout():
+    x = torch.full((100, 3, 8, 8), 200, dtype=torch.uint8)  # normalised: no zeros anywhere
+    cfg = TrainConfig(batch_size=10, cutout=3, crop_padding=0, flip=False)
+    batches = list(swa_bn_batches(x, cfg, n_batches=4))
+    assert len(batches) == 4 and all(b.shape == (10, 3, 8, 8) and b.dtype == torch.float32 for b in batches)
+    assert all(((b == 0).flatten(1).any(1)).all() for b in batches), "every image has its Cutout square"
+    again = list(swa_bn_batches(x, cfg, n_batches=4))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True)), "seeded: the same batches twice"
+    cfg.cutout = 0
+    assert not any((b == 0).any() for b in swa_bn_batches(x, cfg, n_batches=4))
 
 
 def test_train_with_swa_returns_the_average_of_its_snapshots(monkeypatch: pytest.MonkeyPatch):
