@@ -223,7 +223,7 @@ def train(
     ``callback(history)`` runs after each evaluation (e.g. a live plot). With ``config.max_minutes`` the warm-up and
     cosine schedule follow the elapsed wall-clock time and training stops when the budget (or ``config.epochs``)
     is used up, so a short budget still ends with a small learning rate. With ``config.distill`` the loss is
-    :func:`distillation_loss` against ``teacher`` (kept in eval mode, run on the same augmented batch). With
+    :func:`distillation_loss` against ``teacher`` (frozen and kept in eval mode, run on the same augmented batch). With
     ``config.swa_start`` the weights are averaged (SWA) and ``model`` ends up holding the average; the validation
     accuracy in the history is then the averaged model's. Returns the :class:`History`.
     """
