@@ -4,6 +4,9 @@
     python tools/train_checkpoint.py vit_cifar10
     # a second stage: a fresh warm-up + cosine schedule on the saved weights (the card lists every stage)
     python tools/train_checkpoint.py cnn_cifar10 --init data/checkpoints/cnn_cifar10.pt --epochs 10 --lr 0.1
+    # the ViT's fourth stage: DeiT-style hard distillation from the shipped CNN (see the model card)
+    python tools/train_checkpoint.py vit_cifar10 --init data/checkpoints/vit_cifar10.pt --epochs 30 --lr 5e-4 \
+        --warmup 0.3 --cutout 8 --teacher data/checkpoints/cnn_cifar10.pt --distill hard --amp off --max-minutes 122
 
 Data: the JPEG-encoded CIFAR-10 training split (``train/<class>/NNNN.jpg``), by default
 ``../shared/data/cifar10-train-jpeg.tar.gz``. The last 500 images of each class (by file name) are held out for
