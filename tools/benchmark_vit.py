@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--amp", choices=["on", "off"], help="override the recipe's autocast (bf16 on CPU)")
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs (an upper bound under the budget)")
     p.add_argument("--train-limit", type=int, help="use only the first N training images (quick checks)")
     p.add_argument("--val-limit", type=int, help="validate on N images spread over the classes (quick checks)")
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
         cfg.amp = args.amp == "on"
     if args.batch_size:
         cfg.batch_size = args.batch_size
+    if args.lr:
+        cfg.lr = args.lr
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
