@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +30,7 @@ __all__ = [
     "predict",
     "cpu_has_native_bf16",
     "distillation_loss",
+    "EnsembleTeacher",
     "swa_bn_batches",
 ]
 
@@ -162,6 +163,31 @@ def distillation_loss(
     else:
         raise ValueError(f"unknown distillation kind {kind!r}; use 'hard' or 'soft'")
     return (1.0 - alpha) * ce + alpha * teach
+
+
+class EnsembleTeacher(nn.Module):
+    """Several classifiers as one distillation teacher. (B, C, H, W) -> (B, K) log-probabilities.
+
+    Returns ``log(sum_i w_i softmax(f_i(x)))``, the log of the weighted mean of the members' class probabilities
+    (weights normalised to sum to 1), which :func:`distillation_loss` can use as teacher logits: its arg-max is the
+    ensemble's predicted class, its softmax the ensemble's probabilities.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        if len(members) == 0:
+            raise ValueError("an ensemble needs at least one member")
+        w = [1.0] * len(members) if weights is None else [float(v) for v in weights]
+        if len(w) != len(members):
+            raise ValueError(f"{len(members)} members but {len(w)} weights")
+        if any(not math.isfinite(v) or v <= 0 for v in w):
+            raise ValueError(f"ensemble weights must be positive, got {w}")
+        self.members = nn.ModuleList(members)
+        self.register_buffer("log_weights", torch.tensor(w).div(sum(w)).log())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_p = torch.stack([m(x).float().log_softmax(dim=1) for m in self.members])  # (M, B, K)
+        return torch.logsumexp(log_p + self.log_weights.view(-1, 1, 1), dim=0)
 
 
 def cpu_has_native_bf16() -> bool:

@@ -8,6 +8,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_TIMES: dict[str, float] = {}
+#: notebook -> (seconds, cell index, first line) of its slowest cell, so a slow or stuck run names the cell
+SLOWEST_CELLS: dict[str, tuple[float, int, str]] = {}
 
 
 @pytest.fixture(scope="session")
@@ -25,5 +27,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         return
     terminalreporter.section("notebook smoke-run times (XAI_SMOKE=1 XAI_OFFLINE=1)")
     for name, seconds in sorted(NOTEBOOK_TIMES.items()):
-        terminalreporter.write_line(f"{seconds:7.1f} s  {name}")
+        slow = SLOWEST_CELLS.get(name)
+        detail = f"   (slowest: cell {slow[1]}, {slow[0]:.1f} s, {slow[2]!r})" if slow else ""
+        terminalreporter.write_line(f"{seconds:7.1f} s  {name}{detail}")
     terminalreporter.write_line(f"{sum(NOTEBOOK_TIMES.values()):7.1f} s  total")

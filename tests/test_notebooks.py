@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import NOTEBOOK_TIMES, ROOT
+from tests.conftest import NOTEBOOK_TIMES, ROOT, SLOWEST_CELLS
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 CASES = [(folder, p.name) for p in SOLUTIONS for folder in ("solutions", "notebooks")]
@@ -42,12 +42,24 @@ def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch:
     monkeypatch.setenv("XAI_DATA_DIR", str(fake_data_dir))
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend
+    key = f"{folder}/{name}"
+    cell_start: dict[int, float] = {}
+
+    def on_start(cell, cell_index: int) -> None:  # noqa: ARG001
+        cell_start[cell_index] = time.perf_counter()
+
+    def on_done(cell, cell_index: int, execute_reply) -> None:  # noqa: ARG001
+        seconds = time.perf_counter() - cell_start.get(cell_index, time.perf_counter())
+        if seconds > SLOWEST_CELLS.get(key, (-1.0,))[0]:
+            SLOWEST_CELLS[key] = (seconds, cell_index, cell.source.split("\n", 1)[0][:60])
+
     client = NotebookClient(
-        nb, timeout=600, startup_timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb, timeout=600, startup_timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
+        on_cell_execute=on_start, on_cell_executed=on_done,
     )
     start = time.perf_counter()
     client.execute()
-    NOTEBOOK_TIMES[f"{folder}/{name}"] = time.perf_counter() - start
+    NOTEBOOK_TIMES[key] = time.perf_counter() - start
     text = _outputs_text(nb)
     assert "RANDOM" in text, "offline mode must say that pretrained models use random weights"
     if folder == "solutions":

@@ -10,6 +10,7 @@ from torch import nn
 from helpers import training
 from helpers.data import CIFAR10_MEAN, CIFAR10_STD
 from helpers.training import (
+    EnsembleTeacher,
     History,
     TrainConfig,
     augment_batch,
@@ -240,6 +241,43 @@ def test_train_with_a_teacher_learns_the_teachers_labels():
         train(TinyNet(), tx, ty, cfg, show_progress=False)
     with pytest.raises(ValueError, match="teacher"):
         train(TinyNet(), tx, ty, TrainConfig(batch_size=32), show_progress=False, teacher=teacher)
+
+
+class _FixedLogits(nn.Module):
+    """Returns the same logits (K,) for every image of the batch."""
+
+    def __init__(self, logits: list[float]) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor(logits))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(len(x), -1)
+
+
+def test_ensemble_teacher_is_the_log_of_the_weighted_mean_probability():
+    a, b = _FixedLogits([2.0, 0.0, -1.0]), _FixedLogits([-3.0, 1.0, 0.5])
+    x = torch.zeros(5, 3, 4, 4)
+    ens = EnsembleTeacher([a, b], weights=[3.0, 1.0])
+    p = 0.75 * a(x).softmax(1) + 0.25 * b(x).softmax(1)  # written out by hand
+    torch.testing.assert_close(ens(x), p.log())
+    torch.testing.assert_close(ens(x).exp().sum(1), torch.ones(5))
+    # equal weights by default
+    torch.testing.assert_close(EnsembleTeacher([a, b])(x).exp(), 0.5 * (a(x).softmax(1) + b(x).softmax(1)))
+    # one member: its own log-probabilities; the members are registered, so .to() / .eval() reach them
+    torch.testing.assert_close(EnsembleTeacher([a])(x), a(x).log_softmax(1))
+    assert len(list(ens.parameters())) == 2
+    ens.eval()
+    assert not a.training and not b.training
+
+
+def test_ensemble_teacher_rejects_bad_input():
+    a = _FixedLogits([0.0, 1.0])
+    with pytest.raises(ValueError, match="at least one"):
+        EnsembleTeacher([])
+    with pytest.raises(ValueError, match="2 weights"):
+        EnsembleTeacher([a], weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="positive"):
+        EnsembleTeacher([a, a], weights=[1.0, 0.0])
 
 
 def test_constant_schedule_holds_the_learning_rate_after_warm_up(monkeypatch: pytest.MonkeyPatch):

@@ -7,6 +7,10 @@
     # the ViT's fourth stage: DeiT-style hard distillation from the shipped CNN (see the model card)
     python tools/train_checkpoint.py vit_cifar10 --init data/checkpoints/vit_cifar10.pt --epochs 30 --lr 5e-4 \
         --warmup 0.3 --cutout 8 --teacher data/checkpoints/cnn_cifar10.pt --distill hard --amp off --max-minutes 122
+    # several teachers: distil from their ensemble (the weighted mean of their class probabilities)
+    python tools/train_checkpoint.py cnn_cifar10 --init data/checkpoints/cnn_cifar10.pt --epochs 10 --lr 0.05 \
+        --teacher data/checkpoints/cnn_cifar10.pt data/checkpoints/vit_cifar10.pt --teacher-weights 0.7 0.3 \
+        --distill soft --cutout 16
 
 Data: the JPEG-encoded CIFAR-10 training split (``train/<class>/NNNN.jpg``), by default
 ``../shared/data/cifar10-train-jpeg.tar.gz``. The last 500 images of each class (by file name) are held out for
@@ -34,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from helpers.checkpoints import ARCHITECTURES, save_checkpoint, sha256_file  # noqa: E402
 from helpers.cifar_models import build_model  # noqa: E402
 from helpers.data import CIFAR10_CLASSES  # noqa: E402
-from helpers.training import TrainConfig, train  # noqa: E402
+from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train  # noqa: E402
 
 DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 VAL_PER_CLASS = 500
@@ -130,7 +134,11 @@ def main() -> None:
     p.add_argument("--amp", choices=["on", "off"], help="override the recipe's bf16 autocast")
     p.add_argument("--schedule", choices=["cosine", "constant"], help="after the warm-up: cosine decay or constant")
     p.add_argument(
-        "--teacher", type=Path, help="distil from this checkpoint (e.g. data/checkpoints/cnn_cifar10.pt, --distill)"
+        "--teacher", type=Path, nargs="+",
+        help="distil from this checkpoint (e.g. data/checkpoints/cnn_cifar10.pt, --distill); several: their ensemble",
+    )
+    p.add_argument(
+        "--teacher-weights", type=float, nargs="+", help="weights of several --teacher checkpoints (default equal)"
     )
     p.add_argument("--distill", choices=["hard", "soft"], help="knowledge distillation from --teacher")
     p.add_argument("--distill-alpha", type=float, help="weight of the teacher's loss term (default 0.5)")
@@ -181,13 +189,25 @@ def main() -> None:
         print(f"continuing from {args.init} (val {parent.get('val_accuracy')})", flush=True)
     model = model.to(memory_format=torch.channels_last)
     teacher = None
+    teacher_meta: list[dict] = []
+    ensemble_acc: float | None = None
+    if args.teacher_weights and len(args.teacher_weights) != len(args.teacher or []):
+        p.error("--teacher-weights needs one weight per --teacher checkpoint")
     if args.teacher:
-        tckpt = torch.load(args.teacher, map_location="cpu", weights_only=True)
-        teacher = build_model(tckpt["config"])
-        teacher.load_state_dict(tckpt["state_dict"])
-        teacher = teacher.to(memory_format=torch.channels_last).eval()
-        print(f"distilling ({args.distill}) from {args.teacher} (val {tckpt.get('meta', {}).get('val_accuracy')})",
-              flush=True)
+        members = []
+        for path in args.teacher:
+            tckpt = torch.load(path, map_location="cpu", weights_only=True)
+            member = build_model(tckpt["config"])
+            member.load_state_dict(tckpt["state_dict"])
+            members.append(member.to(memory_format=torch.channels_last).eval())
+            teacher_meta.append({"file": path.name, "sha256": sha256_file(path),
+                                 "val_accuracy": tckpt.get("meta", {}).get("val_accuracy")})
+            print(f"distilling ({args.distill}) from {path} (val {teacher_meta[-1]['val_accuracy']})", flush=True)
+        teacher = members[0] if len(members) == 1 else EnsembleTeacher(members, args.teacher_weights)
+        if len(members) > 1:
+            ensemble_acc = round(evaluate(teacher, vx, vy), 4)
+            print(f"teacher: the ensemble of {len(members)} (weights {args.teacher_weights or 'equal'}): "
+                  f"val {ensemble_acc}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.name}: {n_params / 1e6:.2f} M parameters; recipe {train_cfg}", flush=True)
     hist = train(
@@ -211,7 +231,8 @@ def main() -> None:
         + (f" --cutout {args.cutout}" if args.cutout is not None else "")
         + (f" --amp {args.amp}" if args.amp else "")
         + (f" --schedule {args.schedule}" if args.schedule else "")
-        + (f" --teacher {args.teacher} --distill {args.distill}" if args.teacher else "")
+        + (f" --teacher {' '.join(map(str, args.teacher))} --distill {args.distill}" if args.teacher else "")
+        + (f" --teacher-weights {' '.join(map(str, args.teacher_weights))}" if args.teacher_weights else "")
         + (f" --distill-alpha {args.distill_alpha}" if args.distill_alpha is not None else "")
         + (f" --swa-start {args.swa_start}" if args.swa_start is not None else "")
         + (f" --swa-every {args.swa_every}" if args.swa_every else "")
@@ -219,8 +240,10 @@ def main() -> None:
         "validation": f"last {VAL_PER_CLASS} images per class of the CIFAR-10 training split",
     }
     if args.teacher:
-        meta["teacher"] = {"file": args.teacher.name, "sha256": sha256_file(args.teacher),
-                           "val_accuracy": tckpt.get("meta", {}).get("val_accuracy")}
+        # one teacher: its file, hash and accuracy; an ensemble: a list of those, with the weights
+        meta["teacher"] = teacher_meta[0] if len(teacher_meta) == 1 else {
+            "ensemble": teacher_meta, "weights": args.teacher_weights, "val_accuracy": ensemble_acc
+        }
     if parent is not None:
         # the stages before this one, so the model card can give the whole recipe and the total time
         stages = parent.get("stages", [{k: parent.get(k) for k in ("command", "epochs", "train_minutes", "machine")}])
