@@ -54,14 +54,23 @@ def shipped_checkpoints(directory: str | Path = CHECKPOINT_DIR) -> dict[str, Any
 
 
 def save_checkpoint(
-    model: nn.Module, name: str, meta: dict[str, Any] | None = None, directory: str | Path = CHECKPOINT_DIR
+    model: nn.Module,
+    name: str,
+    meta: dict[str, Any] | None = None,
+    directory: str | Path = CHECKPOINT_DIR,
+    half: bool = False,
 ) -> Path:
-    """Save a course model as ``<directory>/<name>.pt`` (fp32 CPU weights) and record its SHA-256 in the manifest."""
+    """Save a course model as ``<directory>/<name>.pt`` (CPU weights) and record its SHA-256 in the manifest.
+
+    Floating-point tensors are stored as fp32, or as fp16 with ``half=True`` (half the file size; loading casts them
+    back to the model's fp32 parameters, so the loaded model is the fp16-rounded one: measure accuracy after loading).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.pt"
+    dtype = torch.float16 if half else torch.float32
     state = {
-        k: v.detach().float().cpu().clone() if v.is_floating_point() else v.detach().cpu().clone()
+        k: v.detach().to(dtype).cpu().clone() if v.is_floating_point() else v.detach().cpu().clone()
         for k, v in model.state_dict().items()
     }
     torch.save({"config": config_dict(model), "state_dict": state, "meta": dict(meta or {})}, path)

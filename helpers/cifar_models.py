@@ -4,9 +4,10 @@ Both take images of shape (B, 3, 32, 32) normalised with ``helpers.data.CIFAR10_
 return logits of shape (B, 10).
 
 * :class:`CourseViT` -- patch size 4 (an 8x8 token grid), a CLS token, learned positional embeddings and pre-norm
-  transformer blocks. The tokenizer is either the classic linear patch embedding (a strided convolution) or a
-  small convolutional stem that still produces one token per 4x4 image patch. Each attention module can record
-  its attention probabilities and q/k/v (see :func:`record_attention`), which notebook 02 visualises.
+  transformer blocks. The tokenizer is the classic linear patch embedding (a strided convolution), a small
+  convolutional stem that still produces one token per 4x4 image patch (the shipped ViT), or a small ResNet stem
+  (a "hybrid" ViT, for the training benchmark; its tokens see larger, overlapping windows). Each attention module
+  can record its attention probabilities and q/k/v (see :func:`record_attention`), which notebook 02 visualises.
 * :class:`CourseCNN` -- a ResNet-style network whose last convolutional features (B, 256, 8, 8) are globally
   average pooled before one linear layer, the architecture CAM needs.
 """
@@ -35,7 +36,7 @@ __all__ = [
 
 @dataclass
 class ViTConfig:
-    """Hyper-parameters of :class:`CourseViT`. ``tokenizer`` is ``"linear"`` or ``"conv"``."""
+    """Hyper-parameters of :class:`CourseViT`. ``tokenizer`` is ``"linear"``, ``"conv"`` or ``"resnet"`` (a hybrid)."""
 
     image_size: int = 32
     patch_size: int = 4
@@ -110,6 +111,37 @@ class ConvTokenizer(nn.Module):
         return self.net(x).flatten(2).transpose(1, 2)
 
 
+class ResNetTokenizer(nn.Module):
+    """A small ResNet stem (a hybrid ViT's tokenizer) that gives one token per 4x4 patch (an 8x8 grid on 32 px).
+
+    conv 3x3 -> ``channels[0]`` at full resolution; conv 3x3 -> ``channels[1]`` + 2x2 max-pool; a residual block of two
+    3x3 convs; conv 3x3 -> ``dim`` + 2x2 max-pool (each conv followed by BatchNorm + GELU). Token (i, j) is centred on
+    patch (i, j) but sees a 20x20 pixel window (rows 4i-8 .. 4i+11), so neighbouring tokens overlap much more than
+    with :class:`ConvTokenizer`'s 9x9 windows: it trades locality of the tokens for a CNN's fast learning.
+    (B, C, H, W) -> (B, (H/4)*(W/4), dim).
+    """
+
+    def __init__(self, patch_size: int, in_chans: int, dim: int, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        if patch_size != 4:
+            raise ValueError(f"the resnet tokenizer downsamples by exactly 4 (two max-pools), got {patch_size=}")
+        if len(channels) != 2:
+            raise ValueError(f"the resnet tokenizer needs two stem widths, got stem_channels={channels}")
+        c0, c1 = channels
+
+        def conv(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU()]
+
+        self.stem = nn.Sequential(*conv(in_chans, c0), *conv(c0, c1), nn.MaxPool2d(2))
+        self.res = nn.Sequential(*conv(c1, c1), *conv(c1, c1))
+        self.out = nn.Sequential(*conv(c1, dim), nn.MaxPool2d(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        h = self.out(h + self.res(h))
+        return h.flatten(2).transpose(1, 2)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention. (B, T, dim) -> (B, T, dim).
 
@@ -180,8 +212,10 @@ class CourseViT(nn.Module):
             self.patch_embed: nn.Module = LinearPatchEmbed(cfg.patch_size, cfg.in_chans, cfg.dim)
         elif cfg.tokenizer == "conv":
             self.patch_embed = ConvTokenizer(cfg.patch_size, cfg.in_chans, cfg.dim, tuple(cfg.stem_channels))
+        elif cfg.tokenizer == "resnet":
+            self.patch_embed = ResNetTokenizer(cfg.patch_size, cfg.in_chans, cfg.dim, tuple(cfg.stem_channels))
         else:
-            raise ValueError(f"unknown tokenizer {cfg.tokenizer!r}; use 'linear' or 'conv'")
+            raise ValueError(f"unknown tokenizer {cfg.tokenizer!r}; use 'linear', 'conv' or 'resnet'")
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, cfg.dim))
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))

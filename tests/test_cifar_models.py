@@ -55,7 +55,7 @@ def manual_forward(model: CourseViT, x: torch.Tensor) -> tuple[torch.Tensor, lis
 # ---------------------------------------------------------------------------------------------------- shapes
 
 
-@pytest.mark.parametrize("tokenizer", ["linear", "conv"])
+@pytest.mark.parametrize("tokenizer", ["linear", "conv", "resnet"])
 def test_vit_shapes(tokenizer):
     model = tiny_vit(tokenizer)
     x = images(3)
@@ -64,6 +64,25 @@ def test_vit_shapes(tokenizer):
     assert model.forward_features(x).shape == (3, 65, 32)
     assert model.patch_embed(x).shape == (3, 64, 32)
     assert model.grid_size == 8 and model.num_prefix_tokens == 1
+
+
+def test_resnet_tokenizer_receptive_field_and_bad_configs():
+    """Token (i, j) of the hybrid's ResNet stem depends on exactly the pixel rows/columns 4i-8 .. 4i+11."""
+    model = tiny_vit("resnet")
+    x = images(1)
+    i = j = 3
+    base = model.patch_embed(x)[0, i * 8 + j]
+    for row, inside in ((4 * i - 9, False), (4 * i - 8, True), (4 * i + 11, True), (4 * i + 12, False)):
+        y = x.clone()
+        y[0, :, row, 4 * j] += 100.0  # large enough to win every max-pool it reaches
+        changed = not torch.equal(model.patch_embed(y)[0, i * 8 + j], base)
+        assert changed == inside, (row, inside)
+    with pytest.raises(ValueError, match="exactly 4"):
+        CourseViT(ViTConfig(tokenizer="resnet", patch_size=8, **TINY_VIT))
+    with pytest.raises(ValueError, match="two stem widths"):
+        CourseViT(ViTConfig(tokenizer="resnet", **{**TINY_VIT, "stem_channels": (8, 16, 16)}))
+    with pytest.raises(ValueError, match="unknown tokenizer 'vgg'"):
+        CourseViT(ViTConfig(tokenizer="vgg", **TINY_VIT))
 
 
 def test_shipped_architectures_build():
@@ -240,6 +259,32 @@ def test_checkpoint_round_trip(tmp_path, online, kind):
     torch.testing.assert_close(loaded(x), model(x), atol=0, rtol=0)
 
 
+def test_checkpoint_half_precision_storage(tmp_path, online):
+    """half=True stores fp16 tensors (about half the file) and loads them into the fp32 model, rounded to fp16."""
+    model = CourseCNN(TINY_CNN).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so they are rounded too
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    full = save_checkpoint(model, "full", directory=tmp_path)
+    half = save_checkpoint(model, "half", directory=tmp_path, half=True)
+    stored = torch.load(half, weights_only=True)["state_dict"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_checkpoint("half", directory=tmp_path)
+    for key, value in loaded.state_dict().items():
+        expected = model.state_dict()[key]
+        if value.is_floating_point():
+            assert value.dtype == torch.float32
+            torch.testing.assert_close(value, expected.half().float(), atol=0, rtol=0)
+        else:
+            assert torch.equal(value, expected)
+    x = images(2)
+    torch.testing.assert_close(loaded(x), model(x), atol=1e-2, rtol=1e-2)
+    assert not torch.equal(loaded.fc.weight, model.fc.weight)  # it really is rounded
+
+
 def test_checkpoint_wrong_hash_rejected(tmp_path, online):
     path = save_checkpoint(tiny_vit(), "tiny", directory=tmp_path)
     data = bytearray(path.read_bytes())
@@ -308,6 +353,17 @@ def test_nested_recording_leaves_no_module_recording():
     with record_attention(model) as rec:
         model(images(1))
     assert all(a is not None for a in rec.attentions)
+
+
+def test_shipped_checkpoints_are_small_and_listed():
+    """Each shipped file is at most 10 MB (the course's limit) and the card's "file size" row says how big it is."""
+    manifest = json.loads((checkpoints.CHECKPOINT_DIR / "manifest.json").read_text())
+    card = (checkpoints.CHECKPOINT_DIR / "README.md").read_text()
+    sizes = next(line for line in card.splitlines() if line.startswith("| file size |"))
+    for name in ("vit_cifar10", "cnn_cifar10"):
+        size = (checkpoints.CHECKPOINT_DIR / manifest[name]["file"]).stat().st_size
+        assert size <= 10_000_000, (name, size)
+        assert f"{size / 1e6:.1f} MB" in sizes, (name, size, sizes)
 
 
 def test_model_card_quotes_the_manifest():

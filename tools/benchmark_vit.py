@@ -3,6 +3,7 @@
     python tools/benchmark_vit.py                      # the shipped ViT recipe, 30 min budget, all CPU threads
     python tools/benchmark_vit.py --minutes 5 --threads 2 --out /tmp/bench.json
     python tools/benchmark_vit.py --model cnn_cifar10  # the CNN recipe, for comparison
+    python tools/benchmark_vit.py --tokenizer resnet --depth 4  # the same recipe on a hybrid ViT (ResNet stem)
 
 The recipe is the one tools/train_checkpoint.py uses for the shipped checkpoint (the notebook's "train from
 scratch" switch uses the same numbers), run under a wall-clock budget: the warm-up + cosine schedule then follows
@@ -23,6 +24,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from train_checkpoint import DEFAULT_TAR, RECIPES, cpu_name, load_jpeg_split  # noqa: E402
 
-from helpers.cifar_models import build_model  # noqa: E402
+from helpers.cifar_models import ViTConfig, build_model, config_dict  # noqa: E402
 from helpers.training import History, predict, train  # noqa: E402
 
 DEFAULT_CACHE = Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt"  # train_checkpoint.py's default
@@ -67,6 +69,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs (an upper bound under the budget)")
+    p.add_argument("--tokenizer", choices=["linear", "conv", "resnet"],
+                   help="ViT only: another tokenizer than the shipped one ('resnet': the hybrid ViT)")
+    p.add_argument("--depth", type=int, help="ViT only: another number of transformer blocks")
+    p.add_argument("--stem-channels", type=int, nargs="+", help="ViT only: the tokenizer's stem widths")
     p.add_argument("--train-limit", type=int, help="use only the first N training images (quick checks)")
     p.add_argument("--val-limit", type=int, help="validate on N images spread over the classes (quick checks)")
     p.add_argument("--data", type=Path, default=DEFAULT_TAR, help="the CIFAR-10 JPEG tarball")
@@ -79,6 +85,12 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
 
     model_cfg, recipe = RECIPES[args.model]
+    arch = {k: v for k, v in (("tokenizer", args.tokenizer), ("depth", args.depth),
+                              ("stem_channels", tuple(args.stem_channels) if args.stem_channels else None)) if v}
+    if arch:
+        if not isinstance(model_cfg, ViTConfig):
+            p.error("--tokenizer, --depth and --stem-channels are for the ViT only")
+        model_cfg = replace(model_cfg, **arch)
     cfg = copy.deepcopy(recipe)
     cfg.max_minutes = args.minutes
     if args.epochs:  # otherwise the recipe's epochs: with a budget they only set the warm-up's share of it
@@ -119,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "model": args.model,
         "parameters": n_params,
+        "architecture": config_dict(model),
         "budget_minutes": args.minutes,
         "recipe": {k: v for k, v in vars(cfg).items()},
         "train_images": len(tx),

@@ -25,6 +25,7 @@ import platform
 import sys
 import tarfile
 import time
+from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
 
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from helpers.checkpoints import ARCHITECTURES, save_checkpoint, sha256_file  # noqa: E402
-from helpers.cifar_models import build_model  # noqa: E402
+from helpers.cifar_models import CNNConfig, build_model  # noqa: E402
 from helpers.data import CIFAR10_CLASSES  # noqa: E402
 from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train  # noqa: E402
 
@@ -144,6 +145,8 @@ def main() -> None:
     p.add_argument("--distill-alpha", type=float, help="weight of the teacher's loss term (default 0.5)")
     p.add_argument("--swa-start", type=float, help="average the weights (SWA) from this fraction of the schedule on")
     p.add_argument("--swa-every", type=int, help="steps between two SWA snapshots (default 50)")
+    p.add_argument("--widths", type=int, nargs=4, help="cnn_cifar10 only: the CNN's four widths (default: shipped)")
+    p.add_argument("--fp16", action="store_true", help="store the weights as fp16 (half the file; see save_checkpoint)")
     p.add_argument("--max-minutes", type=float, help="stop at this wall-clock budget")
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints")
@@ -153,6 +156,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model_cfg, train_cfg = RECIPES[args.name]
+    if args.widths:
+        if not isinstance(model_cfg, CNNConfig):
+            p.error("--widths is for cnn_cifar10 only")
+        model_cfg = replace(model_cfg, widths=tuple(args.widths))
     if args.epochs:
         train_cfg.epochs = args.epochs
     if args.lr:
@@ -236,6 +243,8 @@ def main() -> None:
         + (f" --distill-alpha {args.distill_alpha}" if args.distill_alpha is not None else "")
         + (f" --swa-start {args.swa_start}" if args.swa_start is not None else "")
         + (f" --swa-every {args.swa_every}" if args.swa_every else "")
+        + (f" --widths {' '.join(map(str, args.widths))}" if args.widths else "")
+        + (" --fp16" if args.fp16 else "")
         + (f" --max-minutes {args.max_minutes}" if args.max_minutes else ""),
         "validation": f"last {VAL_PER_CLASS} images per class of the CIFAR-10 training split",
     }
@@ -257,7 +266,7 @@ def main() -> None:
     if args.log:
         args.log.write_text(json.dumps({"meta": meta, "history": hist.__dict__}, indent=2))
     if not args.no_save:
-        path = save_checkpoint(model, args.name, meta, args.out)
+        path = save_checkpoint(model, args.name, meta, args.out, half=args.fp16)
         print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB): {meta}", flush=True)
 
 
