@@ -67,7 +67,7 @@ def test_vit_shapes(tokenizer):
 
 
 def test_resnet_tokenizer_receptive_field_and_bad_configs():
-    """Token (i, j) of the hybrid's ResNet stem depends on exactly the pixel rows/columns 4i-8 .. 4i+11."""
+    """Token (i, j) of the hybrid's ResNet stem depends on exactly the pixel rows 4i-8 .. 4i+11 (columns alike)."""
     model = tiny_vit("resnet")
     x = images(1)
     i = j = 3
@@ -264,7 +264,7 @@ def test_checkpoint_half_precision_storage(tmp_path, online):
     model = CourseCNN(TINY_CNN).eval()
     with torch.no_grad():  # non-trivial BatchNorm statistics, so they are rounded too
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.normal_()
                 m.running_var.uniform_(0.5, 2.0)
     full = save_checkpoint(model, "full", directory=tmp_path)
