@@ -25,7 +25,7 @@ MANIFEST = "manifest.json"
 
 #: The architectures of the shipped checkpoints (tools/train_checkpoint.py trains exactly these).
 ARCHITECTURES: dict[str, ViTConfig | CNNConfig] = {
-    "vit_cifar10": ViTConfig(dim=128, depth=6, heads=4, mlp_ratio=2.0, tokenizer="conv", stem_channels=(32, 64)),
+    "vit_cifar10": ViTConfig(dim=128, depth=4, heads=4, mlp_ratio=2.0, tokenizer="resnet", stem_channels=(32, 64)),
     "cnn_cifar10": CNNConfig(),
 }
 

@@ -85,9 +85,10 @@ class LinearPatchEmbed(nn.Module):
 class ConvTokenizer(nn.Module):
     """A convolutional stem that downsamples by ``patch_size`` (a power of two) with stride-2 3x3 convolutions.
 
-    Token (i, j) still maps to the 4x4 patch (i, j) (rows 4i..4i+3): its receptive field is the 9x9 window of rows
-    and columns 4i-4 .. 4i+4 (measured in notebook 01), i.e. the patch plus its neighbours, shifted about 1.5 px up
-    and to the left of the patch centre by the stride-2 padding-1 convolutions.
+    Token (i, j) still maps to the 4x4 patch (i, j) (rows 4i..4i+3): with three convolutions (two stride-2) its
+    receptive field is the 9x9 window of rows and columns 4i-4 .. 4i+4, i.e. the patch plus its neighbours, shifted
+    about 1.5 px up and to the left of the patch centre by the stride-2 padding-1 convolutions. (The tokenizer of the
+    course ViT before it became a hybrid; the shipped ``vit_cifar10`` uses :class:`ResNetTokenizer`.)
     (B, C, H, W) -> (B, (H/p)*(W/p), dim).
     """
 
@@ -112,7 +113,7 @@ class ConvTokenizer(nn.Module):
 
 
 class ResNetTokenizer(nn.Module):
-    """A small ResNet stem (a hybrid ViT's tokenizer) that gives one token per 4x4 patch (an 8x8 grid on 32 px).
+    """A small ResNet stem (the shipped hybrid ViT's tokenizer): one token per 4x4 patch (an 8x8 grid on 32 px).
 
     conv 3x3 -> ``channels[0]`` at full resolution; conv 3x3 -> ``channels[1]`` + 2x2 max-pool; a residual block of two
     3x3 convs; conv 3x3 -> ``dim`` + 2x2 max-pool (each conv followed by BatchNorm + GELU). Token (i, j) is centred on

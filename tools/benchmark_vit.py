@@ -1,9 +1,9 @@
 """Benchmark notebook 01's training recipe on this machine: throughput and validation accuracy vs wall-clock.
 
-    python tools/benchmark_vit.py                      # the shipped ViT recipe, 30 min budget, all CPU threads
+    python tools/benchmark_vit.py                      # the shipped ViT (the hybrid), 30 min budget, all threads
     python tools/benchmark_vit.py --minutes 5 --threads 2 --out /tmp/bench.json
     python tools/benchmark_vit.py --model cnn_cifar10  # the CNN recipe, for comparison
-    python tools/benchmark_vit.py --tokenizer resnet --depth 4  # the same recipe on a hybrid ViT (ResNet stem)
+    python tools/benchmark_vit.py --tokenizer conv --depth 6  # the earlier course ViT (3-conv tokenizer, 6 blocks)
 
 The recipe is the one tools/train_checkpoint.py uses for the shipped checkpoint (the notebook's "train from
 scratch" switch uses the same numbers), run under a wall-clock budget: the warm-up + cosine schedule then follows
