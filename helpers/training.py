@@ -400,8 +400,9 @@ def swa_bn_batches(
     (batch_size, 3, H, W), ``n_batches`` of them, drawn from uint8 ``train_images`` (N, 3, H, W) with the training
     augmentation of ``config`` (crop, flip **and Cutout**) and a generator seeded with ``config.seed + 1``.
 
-    The augmentation must match training's: statistics re-estimated without Cutout on the course CNN (trained with
-    Cutout 16) cost 0.7 points of validation accuracy (89.9 -> 89.2 %) even for the unaveraged model.
+    The augmentation must match training's: statistics re-estimated without Cutout on an earlier course CNN (its
+    last stage trained with Cutout 16) cost 0.7 points of validation accuracy (89.9 -> 89.2 %) even for the unaveraged
+    model.
     """
     g = torch.Generator().manual_seed(config.seed + 1)
     order = torch.randperm(len(train_images), generator=g)[: n_batches * config.batch_size]

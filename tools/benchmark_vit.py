@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="ViT only: another tokenizer than the shipped one ('resnet': the hybrid ViT)")
     p.add_argument("--depth", type=int, help="ViT only: another number of transformer blocks")
     p.add_argument("--stem-channels", type=int, nargs="+", help="ViT only: the tokenizer's stem widths")
-    p.add_argument("--train-limit", type=int, help="use only the first N training images (quick checks)")
+    p.add_argument("--train-limit", type=int, help="use a random subset of N training images (seeded; quick checks)")
     p.add_argument("--val-limit", type=int, help="validate on N images spread over the classes (quick checks)")
     p.add_argument("--data", type=Path, default=DEFAULT_TAR, help="the CIFAR-10 JPEG tarball")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded split cache (train_checkpoint's)")
@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     tx, ty, vx, vy = load_jpeg_split(args.data, args.cache)
-    if args.train_limit:
-        tx, ty = tx[: args.train_limit], ty[: args.train_limit]
+    if args.train_limit:  # a seeded random subset: the split is sorted by class, so the first N would be one class
+        keep = torch.randperm(len(tx), generator=torch.Generator().manual_seed(0))[: args.train_limit]
+        tx, ty = tx[keep], ty[keep]
     if args.val_limit:
         keep = torch.randperm(len(vx), generator=torch.Generator().manual_seed(0))[: args.val_limit]
         vx, vy = vx[keep], vy[keep]
