@@ -114,3 +114,63 @@ def test_install_detects_missing_and_never_touches_torch(tmp_path: Path) -> None
 
 def test_course_requirements_are_all_satisfied_here() -> None:
     assert install.missing_requirements(ROOT / "requirements.txt") == []
+
+
+@pytest.mark.parametrize(
+    ("requirement", "installed", "expected"),
+    [
+        ("captum>=0.9", "0.9.0", True),
+        ("captum>=0.9", "0.8.9", False),
+        ("x~=1.5", "1.9.3", True),  # ~=1.5 means >=1.5, ==1.*
+        ("x~=1.5", "2.0", False),
+        ("x~=1.5", "1.4.9", False),
+        ("x~=1.5.2", "1.5.9", True),  # ~=1.5.2 means >=1.5.2, ==1.5.*
+        ("x~=1.5.2", "1.6.0", False),
+        ("x==1.5", "1.5.0", True),
+        ("x==1.5", "1.5.1", False),  # not a prefix match
+        ("x==1.5.*", "1.5.1", True),
+        ("x==1.5.*", "1.50", False),
+        ("x!=1.5", "1.5.0", False),
+        ("x!=1.5", "1.5.1", True),
+        ("x!=1.5.*", "1.5.7", False),
+        ("kornia>=0.4.1,<0.5", "0.4.1", True),  # several clauses: all must hold
+        ("kornia>=0.4.1,<0.5", "0.5.0", False),
+        ("kornia>=0.4.1,<0.5", "0.4.0", False),
+        ("x>=1.0", "2.0.0rc1", True),  # an installed pre-release in the range counts
+        ("x>=2.0", "2.0.0rc1", False),  # ... but 2.0.0rc1 < 2.0
+        ("torch>=2.2", "2.10.0+cu126", True),  # Colab's local build labels
+        ("x>=1.0", "not-a-version", False),
+        ("x", "not-a-version", True),
+        ("x>=1.0", None, False),
+        ("x", None, False),
+    ],
+)
+def test_install_decision_follows_pep_440(requirement: str, installed: str | None, expected: bool) -> None:
+    assert install.requirement_satisfied(requirement, installed) is expected
+
+
+def test_install_normalises_names_and_skips_markers(tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text(
+        "Scikit_Image>=0.1\nNumPy>=99\nTorchVision>=99\nIPyWidgets>=7.7\nPillow>=1\n"
+        'never-here-xyz>=1; python_version < "3"\nGRAD_CAM>=1.0\nGrad.Cam>=999\n'
+    )
+    assert install.missing_requirements(req) == ["Grad.Cam>=999"]  # found (as pytorch_grad_cam), but too old
+
+
+def test_install_rejects_a_malformed_line(tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("captum>=0.9\ncaptum >>= 1\n")
+    with pytest.raises(ValueError, match=r"line 2: not a requirement"):
+        install.read_requirements(req)
+
+
+def test_install_without_packaging_says_what_to_do(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['packaging'] = None\n"  # makes `import packaging` fail
+        "from helpers import install\n"
+        f"install.missing_requirements({str(ROOT / 'requirements.txt')!r})\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "needs the Python package 'packaging'" in r.stderr and "pip install packaging" in r.stderr
