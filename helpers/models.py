@@ -55,6 +55,9 @@ class _Spec:
 MODELS: dict[str, _Spec] = {
     "resnet50": _Spec("cnn", "torchvision", "resnet50", "ResNet50_Weights.IMAGENET1K_V2",
                       description="ResNet-50 (He et al. 2016), 25.6 M parameters, 80.9 % top-1"),
+    "resnet18": _Spec("cnn", "torchvision", "resnet18", "ResNet18_Weights.IMAGENET1K_V1",
+                      description="ResNet-18 (He et al. 2016), 11.7 M parameters, 69.8 % top-1; 5x faster than "
+                      "ResNet-50 on a CPU (perturbation methods: notebook 05)"),
     "vgg16": _Spec("cnn", "torchvision", "vgg16", "VGG16_Weights.IMAGENET1K_V1",
                    description="VGG-16 (Simonyan & Zisserman 2015), 138 M parameters, 71.6 % top-1"),
     "inception_v3": _Spec("cnn", "torchvision", "inception_v3", "Inception_V3_Weights.IMAGENET1K_V1",
@@ -203,7 +206,7 @@ def _timm(name: str, spec: _Spec, use_weights: bool) -> tuple[nn.Module, dict[st
 
 
 def _target_layer(name: str, model: nn.Module) -> nn.Module:
-    if name == "resnet50":
+    if name in ("resnet50", "resnet18"):
         return model.layer4[-1]
     if name == "vgg16":
         return model.features[28]  # the last conv (its ReLU at 29 is inplace)

@@ -48,6 +48,7 @@ def _official_transform(name, loaded):
 
 EXPECTED = {  # name: (input size, family, prefix tokens, mean)
     "resnet50": (224, "cnn", 0, data.IMAGENET_MEAN),
+    "resnet18": (224, "cnn", 0, data.IMAGENET_MEAN),
     "vgg16": (224, "cnn", 0, data.IMAGENET_MEAN),
     "inception_v3": (299, "cnn", 0, data.IMAGENET_MEAN),
     "googlenet": (224, "cnn", 0, data.IMAGENET_MEAN),
@@ -55,7 +56,7 @@ EXPECTED = {  # name: (input size, family, prefix tokens, mean)
     "deit_tiny_distilled": (224, "vit", 2, data.IMAGENET_MEAN),
     "vit_b16": (224, "vit", 1, (0.5, 0.5, 0.5)),
 }
-FORWARD = {"googlenet", "deit_tiny", "deit_tiny_distilled", "resnet50"}
+FORWARD = {"googlenet", "deit_tiny", "deit_tiny_distilled", "resnet50", "resnet18"}
 
 
 def test_every_model_is_listed():
@@ -94,7 +95,7 @@ def test_random_weights_are_reproducible(offline):
 
 def test_unknown_name():
     with pytest.raises(ValueError, match="resnet50"):
-        models.load_model("resnet18")
+        models.load_model("resnet101")
 
 
 def test_torchvision_download_failure_without_flag(monkeypatch):
