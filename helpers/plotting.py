@@ -121,12 +121,15 @@ def show_image(img: Any, ax: Any = None, title: str | None = None, mean: Sequenc
 
 def overlay_heatmap(img: Any, heatmap: Any, ax: Any = None, alpha: float = 0.5, cmap: str = "jet",
                     title: str | None = None, signed: bool = False, mean: Sequence[float] | None = None,
-                    std: Sequence[float] | None = None, colorbar: bool = False):
+                    std: Sequence[float] | None = None, colorbar: bool = False,
+                    limits: tuple[float, float] | None = None):
     """Draw ``heatmap`` over ``img``.
 
     ``heatmap`` (h, w) of any size is upsampled bilinearly to the image. Unsigned maps are scaled to [min, max]
     with ``cmap``; ``signed=True`` uses a diverging map (``bwr``: blue negative, red positive) centred at 0 with
-    limits +-max|map|. Returns the figure.
+    limits +-max|map|. ``limits=(lo, hi)`` fixes the colour scale instead (signed: ``lo < 0 < hi``), so that maps
+    drawn side by side share one scale. Returns the figure; ``fig.axes[-1].images[-1]`` is the heatmap layer (for a
+    shared colour bar).
     """
     import matplotlib.colors as mcolors
 
@@ -136,12 +139,17 @@ def overlay_heatmap(img: Any, heatmap: Any, ax: Any = None, alpha: float = 0.5, 
     hm = to_heatmap(heatmap, disp.shape[:2])
     fig, ax = _new_ax(ax)
     ax.imshow(disp, cmap="gray" if disp.ndim == 2 else None, vmin=0, vmax=1)
+    if limits is not None and not limits[0] < limits[1]:
+        raise ValueError(f"limits must be (lo, hi) with lo < hi, got {limits}")
     if signed:
+        if limits is not None and not limits[0] < 0.0 < limits[1]:
+            raise ValueError(f"signed limits must satisfy lo < 0 < hi, got {limits}")
         lim = float(np.abs(hm).max()) or 1.0
-        norm = mcolors.TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
+        lo, hi = limits if limits is not None else (-lim, lim)
+        norm = mcolors.TwoSlopeNorm(vmin=lo, vcenter=0.0, vmax=hi)
         im = ax.imshow(hm, cmap="bwr" if cmap == "jet" else cmap, norm=norm, alpha=alpha)
     else:
-        lo, hi = float(hm.min()), float(hm.max())
+        lo, hi = limits if limits is not None else (float(hm.min()), float(hm.max()))
         im = ax.imshow(hm, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1.0, alpha=alpha)
     if colorbar:
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)

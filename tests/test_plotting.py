@@ -80,6 +80,22 @@ def test_overlay_heatmap_upsamples(signed):
         assert norm.vmin == pytest.approx(-norm.vmax)
 
 
+def test_overlay_heatmap_shared_limits():
+    small, big = torch.full((4, 4), 0.1), torch.full((4, 4), 2.0)
+    small[0, 0], big[0, 0] = -0.1, -2.0
+    fig, axes = plt.subplots(1, 2)
+    for ax, hm in zip(axes, (small, big), strict=True):
+        plotting.overlay_heatmap(RGB, hm, ax=ax, signed=True, limits=(-2.0, 2.0))
+    norms = [ax.images[1].norm for ax in axes]
+    assert all((n.vmin, n.vmax) == (-2.0, 2.0) for n in norms)  # one scale, not each map's own max
+    plotting.overlay_heatmap(RGB, small, limits=(0.0, 5.0))
+    assert plt.gca().images[1].get_clim() == (0.0, 5.0)
+    with pytest.raises(ValueError, match="lo < 0 < hi"):
+        plotting.overlay_heatmap(RGB, small, signed=True, limits=(0.5, 1.0))
+    with pytest.raises(ValueError, match="lo < hi"):
+        plotting.overlay_heatmap(RGB, small, limits=(1.0, 1.0))
+
+
 def test_to_heatmap_is_bilinear():
     hm = torch.rand(1, 1, 4, 4)
     up = plotting.to_heatmap(hm, (8, 8))
