@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import env
+from .hints import hint_for
 
 __all__ = ["CheckFailed", "CheckResult", "check", "check_close", "assert_close"]
 
@@ -50,10 +51,15 @@ class CheckResult:
         return f"<check {self.name!r}: {self.status}>"
 
 
-def check(name: str, test: Callable[[], str | None], hint: str = "", strict: bool | None = None) -> CheckResult:
+def check(
+    name: str, test: Callable[[], str | None], hint: str | None = None, strict: bool | None = None
+) -> CheckResult:
     """Run ``test()`` and report. ``test`` raises ``AssertionError`` (a mismatch) or ``NotImplementedError`` (not
-    done), or returns an optional detail string on success. ``strict`` overrides ``XAI_STRICT`` (e.g. ``False`` to
-    demonstrate a failing check)."""
+    done), or returns an optional detail string on success. A failure prints ``hint``; without one, the hint
+    registered in :mod:`helpers.hints` for the exercise number that starts ``name`` (``hint=""``: none).
+    ``strict`` overrides ``XAI_STRICT`` (e.g. ``False`` to demonstrate a failing check)."""
+    if hint is None:
+        hint = hint_for(name)
     try:
         detail = test()
     except NotImplementedError:
@@ -141,13 +147,14 @@ def check_close(
     kwargs: dict[str, Any] | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-4,
-    hint: str = "",
+    hint: str | None = None,
     transform: Callable[[Any], Any] | None = None,
     strict: bool | None = None,
 ) -> CheckResult:
     """Call ``student_fn(*args, **kwargs)`` and ``reference_fn(*args, **kwargs)`` on separate copies of the inputs
     and compare the outputs with :func:`assert_close`. ``transform`` (e.g. a normalisation) is applied to both
-    outputs first. The reference runs first, so an error there is a course bug and is raised as such."""
+    outputs first. The reference runs first, so an error there is a course bug and is raised as such. ``hint`` as in
+    :func:`check`."""
     kwargs = kwargs or {}
     expected = reference_fn(*_copy(args), **_copy(kwargs))
     if transform is not None:

@@ -78,7 +78,18 @@ def test_setup_cell_and_badges_written(tree: Path) -> None:
         nb = nbformat.read(tree / folder / "07_tiny.ipynb", as_version=4)
         assert nb.cells[1].source == course.setup_source(tree)
         assert "colab.research.google.com/github/" in nb.cells[0].source
-        assert "notebooks/07_tiny.ipynb" in nb.cells[0].source and "solutions/07_tiny.ipynb" in nb.cells[0].source
+        assert "blob/main/notebooks/07_tiny.ipynb" in nb.cells[0].source
+
+
+def test_student_copy_links_no_solution(tree: Path) -> None:
+    student = nbformat.read(tree / "notebooks" / "07_tiny.ipynb", as_version=4)
+    text = "\n".join(c.source for c in student.cells)
+    assert "solutions/" not in text and "solution]" not in text and course.SOLUTION_NOTE not in text
+    solution = nbformat.read(tree / "solutions" / "07_tiny.ipynb", as_version=4)
+    assert course.SOLUTION_NOTE in solution.cells[0].source
+    readme = (tree / "README.md").read_text()
+    assert "[solution](solutions/07_tiny.ipynb)" in readme, "the instructors' README links the solution"
+    assert "blob/main/solutions" not in readme, "solutions are not in the repository the badges open"
 
 
 def test_assignments_grading_and_schedule(tree: Path) -> None:

@@ -1,0 +1,49 @@
+"""Hints for the exercise checks, kept here so they are not visible in a student's notebook until a check fails.
+
+``HINTS[number]`` is printed by :func:`helpers.checks.check` / :func:`helpers.checks.check_close` under a failed
+check whose name starts with that exercise number (``"4.1 Grad-CAM"`` -> ``"4.1"``), unless the call passes its own
+``hint=``. A hint says where to look, one line; it is never shown when a check passes or is not done yet. Add the
+hint of a new exercise here (``tests/test_hints.py`` checks that every exercise of the solution notebooks has one).
+"""
+
+from __future__ import annotations
+
+__all__ = ["HINTS", "hint_for"]
+
+HINTS: dict[str, str] = {
+    # 00 Getting started
+    "0.1": "subtract the row maximum before exp, then divide by the row sum",
+    # 01 ViT refresher
+    "1.1a": "reshape to (B, C, H/p, p, W/p, p), permute to (B, H/p, W/p, C, p, p), then flatten",
+    "1.1b": "tokens = patches @ weight.T + bias",
+    "1.2": "scores = q @ k.transpose(-2, -1) / sqrt(d); softmax over the last axis; then @ v",
+    "1.3": "q, k, v = (x @ w_qkv.T + b_qkv).chunk(3, -1); heads: reshape(B, T, heads, d).transpose(1, 2)",
+    "1.4": "tokens -> cat CLS -> + pos_embed -> for each block: t = t + attn(norm1(t)); t = t + mlp(norm2(t)) "
+    "-> norm -> head on token 0",
+    # 02 Attention
+    "2.1": "add the identity, halve, then divide every row by its own sum (keepdim=True); multiply the new block on "
+    "the LEFT of the running product; discard per row and per image among the patch columns only, before adding "
+    "the identity",
+    "2.2": "pair gradients[i] with attentions[i]; clamp each head's product, then average; discard after fusing the "
+    "heads, before adding I",
+    "2.3": "one query token against the patch keys; divide by sqrt(head dim)",
+    # 03 Gradient attribution
+    "3.1": "gather the target logit of every image, sum, take the gradient w.r.t. the input, then the absolute value",
+    "3.2": "sigma per image = noise_level * (max - min); x + sigma * noise[k]; average the signed gradients over k",
+    "3.3": "alphas (k + 0.5) / steps; path points baseline + alpha (x - baseline); average the gradients over the "
+    "path, then multiply by (x - baseline)",
+    "3.4": "sum the attributions of each image over (3, H, W); compare with f(x) - f(baseline) of the target logit; "
+    "divide by |f(x) - f(baseline)|",
+    # 04 CAM and Grad-CAM
+    "4.1": "alpha = gradients averaged over (h, w); map = ReLU(sum over channels of alpha * A)",
+    "4.2": "the same as Grad-CAM with alpha replaced by -alpha (negate before the ReLU)",
+    "4.3": "normalise each map separately (min over its own pixels), then compare with >=",
+}
+
+
+def hint_for(check_name: str) -> str:
+    """The registered hint of a check, by the exercise number that starts its name; ``""`` when there is none."""
+    if not isinstance(check_name, str):
+        raise TypeError(f"a check name is a string such as '4.1 Grad-CAM', got {type(check_name).__name__}")
+    number = check_name.split(maxsplit=1)[0] if check_name.strip() else ""
+    return HINTS.get(number, "")
