@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # gives ranges (Colab keeps its own builds).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: lab test course check release lint venv dev-venv clean-venv
+.PHONY: lab test course check release colab-standin lint venv dev-venv clean-venv
 
 $(VENV)/.course: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ check:  ## fail when anything generated from solutions/ is stale or a notebook i
 release: $(VENV)/.dev  ## write the student-only copy of the course into DIR (then push DIR to helpers/course.py's slug)
 	@test -n "$(DIR)" || { echo "usage: make release DIR=path/to/clone-of-the-student-repository" >&2; exit 2; }
 	$(PY) tools/release.py "$(DIR)"
+
+colab-standin: $(VENV)/.dev  ## every notebook on a stand-in of Colab (Python 3.13, tools/colab_versions.txt, cached)
+	$(PY) tools/colab_standin.py $(if $(ONLY),--only $(ONLY),)
 
 lint:
 	$(VENV)/bin/ruff check .
