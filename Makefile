@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 # torch/torchvision are installed first from a pinned pair that exists for this platform; requirements.txt only
 # gives ranges (Colab keeps its own builds).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: lab test course check release colab-standin lint venv dev-venv clean-venv
+.PHONY: lab test course check release colab-standin browser-deps browser-test lint venv dev-venv clean-venv
 
 $(VENV)/.course: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,17 @@ release: $(VENV)/.dev  ## write the student-only copy of the course into DIR (th
 
 colab-standin: $(VENV)/.dev  ## every notebook on a stand-in of Colab (Python 3.13, tools/colab_versions.txt, cached)
 	$(PY) tools/colab_standin.py $(if $(ONLY),--only $(ONLY),)
+
+browser-deps:  ## Debian's chromium and chromium-driver for the browser test (apt-get: root or sudo)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	fi
+
+browser-test: $(VENV)/.dev browser-deps  ## the widgets of notebooks 02 and 04 in JupyterLab in headless Chromium
+	$(PY) -m pytest -m browser -s tests/test_browser_widgets.py
 
 lint:
 	$(VENV)/bin/ruff check .
