@@ -38,6 +38,11 @@ HINTS: dict[str, str] = {
     "4.1": "alpha = gradients averaged over (h, w); map = ReLU(sum over channels of alpha * A)",
     "4.2": "the same as Grad-CAM with alpha replaced by -alpha (negate before the ReLU)",
     "4.3": "normalise each map separately (min over its own pixels), then compare with >=",
+    # 05 LIME and occlusion
+    "5.1": "keep = masks[:, segments] has shape (N, H, W); use np.where(keep[..., None], image, fill)",
+    "5.2": "weights pi = sqrt(exp(-d^2 / width^2)); centre Z and f with pi-weighted means; alpha = 1",
+    "5.3": "accumulate the score drop on every pixel of the window AND count the windows per pixel; return "
+    "total / count",
 }
 
 

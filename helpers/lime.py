@@ -38,6 +38,7 @@ __all__ = [
     "grid_segments",
     "superpixels",
     "semantic_segments",
+    "foreground_mask",
     "fill_image",
     "sample_masks",
     "perturb_images",
@@ -121,7 +122,7 @@ def grid_segments(shape: Sequence[int], cells: int | tuple[int, int]) -> np.ndar
     """A fixed grid of ``rows x cols`` cells over an ``(H, W)`` image, labelled row by row ``0 .. rows*cols-1``.
 
     ``grid_segments((32, 32), 8)`` gives 64 cells of 4 x 4 px: one per token of the course ViT. Cells need not
-    divide the image: boundaries are at ``floor(i * H / rows)``."""
+    divide the image: cell ``i`` starts at row ``ceil(i * H / rows)`` (pixel ``y`` is in row ``y * rows // H``)."""
     h, w = int(shape[0]), int(shape[1])
     rows, cols = (cells, cells) if isinstance(cells, int) else (int(cells[0]), int(cells[1]))
     if not (1 <= rows <= h and 1 <= cols <= w):
@@ -180,6 +181,29 @@ def semantic_segments(object_mask: Any, background_cells: int | tuple[int, int] 
     return relabel(seg)
 
 
+def foreground_mask(image: Any, border: int = 2) -> np.ndarray:
+    """A rough object mask for an image on a fairly plain background (Sharp-LIME's "thresholded" regions): the
+    colour distance of every pixel to the median colour of a ``border``-px frame, thresholded with Otsu's method,
+    holes filled, and the largest connected component kept. ``(H, W, C)`` float in [0, 1] -> ``(H, W)`` bool.
+    Model-independent, and wrong on cluttered backgrounds: look at it before you trust it."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    img = validate_image(image).astype(np.float64)
+    if not 1 <= border < min(img.shape[:2]) // 2:
+        raise ValueError(f"border must be between 1 and half the image size, got {border}")
+    frame = np.concatenate([img[:border].reshape(-1, img.shape[2]), img[-border:].reshape(-1, img.shape[2]),
+                            img[:, :border].reshape(-1, img.shape[2]), img[:, -border:].reshape(-1, img.shape[2])])
+    dist = np.linalg.norm(img - np.median(frame, axis=0), axis=2)
+    if np.ptp(dist) == 0:
+        raise ValueError("the image is uniform: there is no foreground to find")
+    mask = ndimage.binary_fill_holes(ndimage.binary_closing(dist > threshold_otsu(dist)))
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        mask = labels == (1 + int(np.argmax(np.bincount(labels.ravel())[1:])))
+    return mask
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The LIME pipeline, step by step
 # ----------------------------------------------------------------------------------------------------------------
@@ -211,14 +235,14 @@ def fill_image(image: np.ndarray, segments: np.ndarray, hide_color: Any = None) 
 
 
 def sample_masks(num_samples: int, num_segments: int, seed: int = 0) -> np.ndarray:
-    """LIME's interpretable samples: ``(num_samples, K)`` uint8 in {0, 1}, 1 = segment kept.
+    """LIME's interpretable samples: ``(num_samples, K)`` int64 in {0, 1}, 1 = segment kept.
 
     Drawn as ``np.random.default_rng(seed).integers(0, 2, size=(num_samples, K))``; the first row is set to all
     ones (the unperturbed image, as in ``lime``)."""
     if num_samples < 2 or num_segments < 1:
         raise ValueError(f"need num_samples >= 2 and num_segments >= 1, got {num_samples}, {num_segments}")
     rng = np.random.default_rng(seed)
-    z = rng.integers(0, 2, size=(num_samples, num_segments)).astype(np.uint8)
+    z = rng.integers(0, 2, size=(num_samples, num_segments), dtype=np.int64)
     z[0] = 1
     return z
 
@@ -270,8 +294,11 @@ def weighted_ridge(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray,
     w = np.linalg.solve(gram, xc.T @ (s * yc))
     b = y_mean - float(x_mean @ w)
     resid = y - (x @ w + b)
-    total = float(s @ (y - y_mean) ** 2)
-    r2 = 1.0 - float(s @ resid**2) / total if total > 0 else 0.0
+    total, resid_ss = float(s @ (y - y_mean) ** 2), float(s @ resid**2)
+    if total > 0:
+        r2 = 1.0 - resid_ss / total
+    else:  # constant y: sklearn's convention (1 for a perfect fit, else 0), so lime's score agrees
+        r2 = 1.0 if resid_ss == 0 else 0.0
     return w, b, r2
 
 
@@ -312,6 +339,12 @@ class LimeExplanation:
         if positive_only:
             order = order[self.weights[order] > 0]
         return order[:k]
+
+    def rank_of(self, segment: int) -> int:
+        """The rank (1 = highest weight) of ``segment`` among all segments, ordered by signed weight."""
+        if not 0 <= segment < self.num_segments:
+            raise ValueError(f"segment {segment} out of range 0 .. {self.num_segments - 1}")
+        return 1 + int(np.flatnonzero(np.argsort(-self.weights, kind="stable") == segment)[0])
 
     def mask(self, k: int = 5, positive_only: bool = True) -> np.ndarray:
         """Boolean ``(H, W)`` mask of the :meth:`top_segments` (like ``lime``'s ``get_image_and_mask``)."""

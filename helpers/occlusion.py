@@ -20,7 +20,7 @@ from torch import nn
 
 from .attribution import _check_input, class_indices, gaussian_blur
 
-__all__ = ["FILLS", "occlusion_fill", "window_positions", "occlusion"]
+__all__ = ["FILLS", "occlusion_fill", "window_positions", "window_drops", "occlusion"]
 
 FILLS = ("black", "mean", "blur", "zero")
 
@@ -51,24 +51,28 @@ def occlusion_fill(x: torch.Tensor, kind: str = "black", mean: Sequence[float] |
 def window_positions(size: int, window: int, stride: int) -> list[int]:
     """Top (or left) edges of the windows along one axis: ``0, s, 2s, ...``, ``ceil((size - window) / s) + 1`` of
     them, so the last window reaches the border (it is cut off there when the stride does not divide; captum's
-    convention). Every pixel is covered by at least one window."""
+    convention). Every pixel is covered by at least one window: a stride larger than the window (which would leave
+    pixels uncovered) is refused, as captum does."""
     if not 1 <= window <= size:
         raise ValueError(f"window {window} must be between 1 and the image size {size}")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
+    if stride > window and window < size:
+        raise ValueError(f"stride {stride} is larger than the window {window}: some pixels would never be occluded")
     return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
 
 
-def occlusion(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | torch.Tensor, window: int = 8,
-              stride: int = 4, fill: float | torch.Tensor = 0.0, batch_size: int = 64,
-              probability: bool = False) -> torch.Tensor:
-    """Occlusion maps: ``x`` (B, C, H, W) in the model's input space -> ``(B, H, W)`` average score drops.
+def window_drops(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | torch.Tensor, window: int = 8,
+                 stride: int = 4, fill: float | torch.Tensor = 0.0, batch_size: int = 64,
+                 probability: bool = False) -> torch.Tensor:
+    """The score drop of every window position: ``x`` (B, C, H, W) -> ``(B, R, Q)`` with ``R, Q`` the numbers of
+    positions along the height and the width (:func:`window_positions`); entry ``[b, i, j]`` is
+    ``y_c(x_b) - y_c(x_b with the window at (rows[i], cols[j]) replaced by fill)``.
 
     ``fill``: a number or a baseline broadcastable to ``x`` (e.g. :func:`occlusion_fill`). The score is the target
     logit, or its softmax probability with ``probability=True``. ``batch_size``: occluded images per forward pass.
-    Costs one forward pass per window position (``len(window_positions)^2`` per image)."""
+    Costs one forward pass per window position and image."""
     _check_input(x)
-    model_was_training = model.training
     b, _, h, w = x.shape
     base = torch.as_tensor(fill, dtype=x.dtype, device=x.device).expand_as(x)
     rows, cols = window_positions(h, window, stride), window_positions(w, window, stride)
@@ -81,8 +85,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | t
         out = out.softmax(-1) if probability else out
         return out.gather(1, t[:, None])[:, 0]
 
-    total = torch.zeros(b, h, w, dtype=x.dtype, device=x.device)
-    count = torch.zeros(h, w, dtype=x.dtype, device=x.device)
+    drops = torch.empty(len(windows), b, dtype=x.dtype, device=x.device)
     with torch.no_grad():
         t = class_indices(target, b, None, x.device)
         y0 = score(x, t)  # (B,)
@@ -92,11 +95,22 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | t
             batch = x.unsqueeze(0).repeat(len(chunk), 1, 1, 1, 1)  # (n, B, C, H, W)
             for i, (r, c) in enumerate(chunk):
                 batch[i, :, :, r:r + window, c:c + window] = base[:, :, r:r + window, c:c + window]
-            drops = (y0.repeat(len(chunk)) - score(batch.reshape(-1, *x.shape[1:]), t.repeat(len(chunk))))
-            drops = drops.view(len(chunk), b)
-            for i, (r, c) in enumerate(chunk):
-                total[:, r:r + window, c:c + window] += drops[i].view(b, 1, 1)
-        for r, c in windows:
+            scores = score(batch.reshape(-1, *x.shape[1:]), t.repeat(len(chunk))).view(len(chunk), b)
+            drops[start:start + len(chunk)] = y0[None] - scores
+    return drops.T.reshape(b, len(rows), len(cols))
+
+
+def occlusion(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | torch.Tensor, window: int = 8,
+              stride: int = 4, fill: float | torch.Tensor = 0.0, batch_size: int = 64,
+              probability: bool = False) -> torch.Tensor:
+    """Occlusion maps: ``x`` (B, C, H, W) in the model's input space -> ``(B, H, W)``, each pixel the average of the
+    :func:`window_drops` of the windows that cover it (arguments as there)."""
+    drops = window_drops(model, x, target, window, stride, fill, batch_size, probability)
+    b, _, h, w = x.shape
+    total = torch.zeros(b, h, w, dtype=x.dtype, device=x.device)
+    count = torch.zeros(h, w, dtype=x.dtype, device=x.device)
+    for i, r in enumerate(window_positions(h, window, stride)):
+        for j, c in enumerate(window_positions(w, window, stride)):
+            total[:, r:r + window, c:c + window] += drops[:, i, j].view(b, 1, 1)
             count[r:r + window, c:c + window] += 1
-    model.train(model_was_training)
     return total / count

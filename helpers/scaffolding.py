@@ -17,12 +17,14 @@ All functions work on LIME's black-box convention: float numpy images ``(N, H, W
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
 __all__ = ["flat_fraction", "perturbation_detector", "sticker", "add_sticker", "has_sticker", "sticker_shortcut",
-           "scaffold"]
+           "scaffold", "ShortcutModule"]
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -50,19 +52,24 @@ def perturbation_detector(threshold: float = 0.03, tol: float = 1e-6) -> Callabl
     return lambda images: flat_fraction(images, tol) > threshold
 
 
-def sticker(size: int = 6) -> np.ndarray:
-    """The shortcut's trigger: a ``(size, size, 3)`` magenta / green checkerboard (not flat, so the detector does
-    not fire on it)."""
+def sticker(size: int = 6, kind: str = "checkerboard") -> np.ndarray:
+    """The shortcut's trigger, ``(size, size, 3)`` in [0, 1]: a magenta / green ``"checkerboard"`` (not flat, so the
+    detector does not fire on it) or a ``"dark"`` square (uniform 0.03: what a black occlusion patch cannot
+    remove)."""
     if size < 2:
         raise ValueError(f"a sticker needs size >= 2, got {size}")
+    if kind == "dark":
+        return np.full((size, size, 3), 0.03, dtype=np.float32)
+    if kind != "checkerboard":
+        raise ValueError(f"unknown sticker kind {kind!r}; use 'checkerboard' or 'dark'")
     board = (np.add.outer(np.arange(size), np.arange(size)) % 2).astype(bool)
     return np.where(board[..., None], np.array([1.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])).astype(np.float32)
 
 
-def add_sticker(images: np.ndarray, size: int = 6) -> np.ndarray:
-    """A copy of ``images`` (N, H, W, 3) with the sticker in the top-left corner."""
+def add_sticker(images: np.ndarray, size: int = 6, kind: str = "checkerboard") -> np.ndarray:
+    """A copy of ``images`` (N, H, W, 3) with the :func:`sticker` in the top-left corner."""
     out = _batch(images).astype(np.float32, copy=True)
-    out[:, :size, :size] = sticker(size)
+    out[:, :size, :size] = sticker(size, kind)
     return out
 
 
@@ -102,3 +109,32 @@ def scaffold(real_fn: PredictFn, innocent_fn: PredictFn, detector: Callable[[np.
         return out
 
     return predict
+
+
+class ShortcutModule(nn.Module):
+    """The biased model as a PyTorch module (for gradient and occlusion methods): ``model``'s logits, except that an
+    image whose top-left corner matches ``trigger`` (a :func:`sticker`, mean absolute difference < ``tol`` in pixel
+    space) gets the logits of probability ``confidence`` for ``target_class``. ``x`` (B, C, H, W) normalised with
+    ``mean`` / ``std`` -> logits (B, classes). The rule is not differentiable: use it with perturbation methods."""
+
+    def __init__(self, model: nn.Module, trigger: np.ndarray, target_class: int, mean: Sequence[float],
+                 std: Sequence[float], tol: float = 0.15, confidence: float = 0.95) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("trigger", torch.as_tensor(np.asarray(trigger), dtype=torch.float32).permute(2, 0, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.target_class, self.tol, self.confidence = int(target_class), float(tol), float(confidence)
+
+    def triggered(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` normalised -> ``(B,)`` bool: the trigger is in the top-left corner."""
+        s = self.trigger.shape[-1]
+        corner = x[:, :, :s, :s] * self.std + self.mean
+        return (corner - self.trigger).abs().mean(dim=(1, 2, 3)) < self.tol
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        k = logits.shape[1]
+        forced = torch.full((k,), (1.0 - self.confidence) / (k - 1), device=logits.device)
+        forced[self.target_class] = self.confidence
+        return torch.where(self.triggered(x)[:, None], forced.log().to(logits.dtype), logits)
