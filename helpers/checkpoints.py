@@ -27,6 +27,8 @@ MANIFEST = "manifest.json"
 ARCHITECTURES: dict[str, ViTConfig | CNNConfig] = {
     "vit_cifar10": ViTConfig(dim=128, depth=4, heads=4, mlp_ratio=2.0, tokenizer="resnet", stem_channels=(32, 64)),
     "cnn_cifar10": CNNConfig(),
+    # notebook 07: the shape-classification CNN of helpers.synthetic (tools/train_shapes.py)
+    "cnn_shapes": CNNConfig(num_classes=4, widths=(16, 32, 64, 128)),
 }
 
 
