@@ -29,6 +29,8 @@ ARCHITECTURES: dict[str, ViTConfig | CNNConfig] = {
     "cnn_cifar10": CNNConfig(),
     # notebook 07: the shape-classification CNN of helpers.synthetic (tools/train_shapes.py)
     "cnn_shapes": CNNConfig(num_classes=4, widths=(16, 32, 64, 128)),
+    # notebook 07: cnn_cifar10's architecture trained on permuted labels (tools/train_random_labels.py)
+    "cnn_cifar10_random_labels": CNNConfig(),
 }
 
 

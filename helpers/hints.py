@@ -43,6 +43,15 @@ HINTS: dict[str, str] = {
     "5.2": "weights pi = sqrt(exp(-d^2 / width^2)); centre Z and f with pi-weighted means; alpha = 1",
     "5.3": "accumulate the score drop on every pixel of the window AND count the windows per pixel; return "
     "total / count",
+    # 07 Evaluating explanations
+    "7.1": "flatten each map and mask to (B, H*W); the index of the map's maximum (argmax) picks one mask entry per "
+    "image",
+    "7.2": "randomise the groups in the order layer_groups(model)[::-1] (output first) WITHOUT restoring between "
+    "steps, collect a map after each step, and put the saved state_dict back at the end (try/finally)",
+    "7.3": "order = argsort of the flattened map, descending (stable); after k of `steps` steps the first "
+    "round(k * H * W / steps) pixels come from the substrate; record the softmax probability of the target",
+    "7.4": "rank the pixels of each map (all channels of a pixel together), keep the top round(fraction * H * W) and "
+    "set all C channels there to fill",
 }
 
 
