@@ -43,6 +43,12 @@ HINTS: dict[str, str] = {
     "5.2": "weights pi = sqrt(exp(-d^2 / width^2)); centre Z and f with pi-weighted means; alpha = 1",
     "5.3": "accumulate the score drop on every pixel of the window AND count the windows per pixel; return "
     "total / count",
+    # 06 Feature visualisation
+    "6.1": "absolute (not squared) differences of vertical and of horizontal neighbours, no wrap-around; sum over "
+    "(C, H, W) of each image",
+    "6.2": "take the gradient w.r.t. the UNSHIFTED image (or roll the gradient back by -shift); divide by its mean "
+    "absolute value per image; add (ascent), then clamp to [0, 1]",
+    "6.3": "score = mean of acts[:, channel] over (h, w); torch.topk keeps the LARGEST, sorted descending",
     # 07 Evaluating explanations
     "7.1": "flatten each map and mask to (B, H*W); the index of the map's maximum (argmax) picks one mask entry per "
     "image",
