@@ -72,6 +72,7 @@ __all__ = [
     "crop_examples",
     "lucent_transforms",
     "lucent_render",
+    "lucent_deepdream",
     "load_inceptionv1",
     "inceptionv1_preprocess",
 ]
@@ -367,38 +368,53 @@ def _check_index(i: int, n: int, what: str) -> None:
         raise IndexError(f"{what} {i} out of range: the layer has {n}")
 
 
-def channel(layer: str, index: int, num_prefix_tokens: int = 0) -> Objective:
-    """The mean activation of channel ``index`` of ``layer`` over all positions (tokens: over the patch tokens)."""
+Index = int | Sequence[int]
+
+
+def _pick(a: Tensor, index: Index, what: str) -> Tensor:
+    """``a[:, index]`` for one index; for a sequence of B indices, image b takes ``a[b, index[b]]`` (one render of a
+    batch then visualises B channels or classes at once). (B, C, ...) -> (B, ...)."""
+    if isinstance(index, int):
+        _check_index(index, a.shape[1], what)
+        return a[:, index]
+    idx = [int(i) for i in index]
+    if len(idx) != a.shape[0]:
+        raise ValueError(f"{len(idx)} {what} indices for a batch of {a.shape[0]} images: give one per image")
+    for i in idx:
+        _check_index(i, a.shape[1], what)
+    return a[torch.arange(a.shape[0], device=a.device), torch.as_tensor(idx, device=a.device)]
+
+
+def channel(layer: str, index: Index, num_prefix_tokens: int = 0) -> Objective:
+    """The mean activation of channel ``index`` of ``layer`` over all positions (tokens: over the patch tokens).
+    ``index`` a list of B channels: image b of the batch maximises channel ``index[b]``."""
 
     def fn(acts: dict[str, Tensor]) -> Tensor:
         a = to_spatial(acts[layer], num_prefix_tokens)
-        _check_index(index, a.shape[1], "channel")
-        return a[:, index].mean(dim=(1, 2))
+        return _pick(a, index, "channel").mean(dim=(1, 2))
 
     return Objective(fn, (layer,), f"channel {layer}:{index}")
 
 
-def neuron(layer: str, index: int, y: int | None = None, x: int | None = None,
+def neuron(layer: str, index: Index, y: int | None = None, x: int | None = None,
            num_prefix_tokens: int = 0) -> Objective:
     """The activation of channel ``index`` at one position (default: the centre, ``h // 2, w // 2``)."""
 
     def fn(acts: dict[str, Tensor]) -> Tensor:
         a = to_spatial(acts[layer], num_prefix_tokens)
-        _check_index(index, a.shape[1], "channel")
         yy = a.shape[2] // 2 if y is None else y
         xx = a.shape[3] // 2 if x is None else x
-        return a[:, index, yy, xx]
+        return _pick(a[:, :, yy, xx], index, "channel")
 
     return Objective(fn, (layer,), f"neuron {layer}:{index}@({y},{x})")
 
 
-def class_logit(index: int) -> Objective:
+def class_logit(index: Index) -> Objective:
     """The logit of class ``index`` (Simonyan et al. 2014's class model visualisation; the logit, not the
-    probability, so that the image cannot win by suppressing the other classes)."""
+    probability, so that the image cannot win by suppressing the other classes). A list: one class per image."""
 
     def fn(acts: dict[str, Tensor]) -> Tensor:
-        _check_index(index, acts["logits"].shape[1], "class")
-        return acts["logits"][:, index]
+        return _pick(acts["logits"], index, "class")
 
     return Objective(fn, ("logits",), f"logit {index}")
 
@@ -839,6 +855,15 @@ def lucent_render(model: nn.Module, objective: Any, size: int = 128, steps: int 
     if cache:
         _LUCENT_CACHE[key] = out.copy()
     return out
+
+
+def lucent_deepdream(layer: str) -> Any:
+    """A lucent objective for DeepDream (lucent 0.1.8 has none): minus the mean squared activation of ``layer``
+    (lucent minimises), the counterpart of :func:`layer_l2`."""
+    from lucent.optvis import objectives
+
+    return objectives.Objective(lambda T: -(T(layer) ** 2).mean(), name=f"deepdream {layer}",
+                                description=f"DeepDream [{layer}]")
 
 
 def inceptionv1_preprocess(x: Tensor) -> Tensor:

@@ -145,6 +145,11 @@ def test_objectives_on_maps_tokens_and_logits() -> None:
         fv.to_spatial(tokens, 0)
     with pytest.raises(IndexError, match="channel 7"):
         fv.channel("l", 7)(acts)
+    torch.testing.assert_close(fv.channel("l", [2, 0])(acts), torch.stack([a[0, 2].mean(), a[1, 0].mean()]))
+    torch.testing.assert_close(fv.class_logit([1, 0])(acts), torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(fv.neuron("l", [0, 1], 1, 3)(acts), torch.stack([a[0, 0, 1, 3], a[1, 1, 1, 3]]))
+    with pytest.raises(ValueError, match="one per image"):
+        fv.channel("l", [0, 1, 2])(acts)
 
 
 def test_diversity_and_direction() -> None:
@@ -326,6 +331,8 @@ def test_lucent_render_works_is_seeded_cached_and_releases_its_hooks() -> None:
     np.testing.assert_array_equal(c, d)
     with pytest.raises(ValueError, match="transforms must be"):
         fv.lucent_render(model, "2:1", transforms="lucid", cache=False, **kw)
+    e = fv.lucent_render(model, fv.lucent_deepdream("2"), transforms=None, cache=False, **kw)
+    assert e.shape == (1, 16, 16, 3) and _no_hooks(model)
 
 
 def test_load_inceptionv1_offline_random(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
