@@ -29,6 +29,7 @@ import contextlib
 import difflib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,8 @@ __all__ = [
     "diversity",
     "record_activations",
     "evaluate",
+    "transform_robustness",
+    "high_frequency_fraction",
     "RenderResult",
     "render",
     "ascent_step",
@@ -565,6 +568,36 @@ def evaluate(model: nn.Module, objective: Objective, images: Tensor,
         return _forward(model, objective, images, preprocess, acts, stop).detach()
 
 
+def transform_robustness(model: nn.Module, objective: Objective, images: Tensor,
+                         transforms: Sequence[Callable[[Tensor, torch.Generator], Tensor]], n: int = 8,
+                         seed: int = 0, preprocess: Callable[[Tensor], Tensor] | None = None,
+                         input_size: int | None = None) -> Tensor:
+    """The objective averaged over ``n`` random draws of ``transforms`` (seeded): how well an image keeps its
+    activation when it is shifted, zoomed and rotated a little. ``images`` (B, 3, H, W) -> (B,)."""
+    gen = torch.Generator().manual_seed(seed)
+    chain = list(transforms) + ([Resize(input_size)] if input_size is not None else [])
+    total = torch.zeros(images.shape[0])
+    for _ in range(n):
+        x = images
+        for t in chain:
+            x = t(x, gen)
+        total += evaluate(model, objective, x, preprocess).cpu()
+    return total / n
+
+
+def high_frequency_fraction(images: Tensor, cutoff: float = 0.25) -> Tensor:
+    """The share of each image's spectral energy (mean removed per channel) at spatial frequencies above
+    ``cutoff`` cycles per pixel (0.5 is the Nyquist limit): ~0.75 for white noise at the default cutoff, small for
+    smooth images. (B, C, H, W) -> (B,)."""
+    _check_images(images)
+    x = images - images.mean(dim=(2, 3), keepdim=True)
+    power = torch.fft.fft2(x).abs() ** 2  # (B, C, H, W)
+    fy = torch.fft.fftfreq(x.shape[2])[:, None]
+    fx = torch.fft.fftfreq(x.shape[3])[None, :]
+    high = (torch.sqrt(fx**2 + fy**2) > cutoff).to(power)
+    return (power * high).sum(dim=(1, 2, 3)) / power.sum(dim=(1, 2, 3)).clamp(min=1e-12)
+
+
 @dataclass
 class RenderResult:
     """The output of :func:`render`: ``images`` (B, 3, H, W) in [0, 1] (CPU), the objective per step
@@ -845,7 +878,9 @@ def lucent_render(model: nn.Module, objective: Any, size: int = 128, steps: int 
     np.random.seed(seed)
     torch.manual_seed(seed)
     model.eval()
-    with _closing_lucent_hooks(), _frozen(model):
+    with _closing_lucent_hooks(), _frozen(model), warnings.catch_warnings():
+        # below 224 px InceptionV1's last pooling layer fails; render_vis catches that and warns once per call
+        warnings.filterwarnings("ignore", message="Some layers could not be computed")
         images = lrender.render_vis(
             model, objective, param_f=lambda: lparam.image(size, batch=batch, fft=fft, decorrelate=decorrelate),
             optimizer=lambda params: torch.optim.Adam(params, lr=lr), transforms=chain, thresholds=(steps,),

@@ -425,3 +425,18 @@ def test_check_6_3_top_k_rejects_wrong_solutions() -> None:
     assert _status("6.3 top-k", right, fv.top_k_examples, (acts, 3, 5)) == "passed"
     for fn in (smallest, by_max, ascending, wrong_axis):
         assert _status("6.3 top-k", fn, fv.top_k_examples, (acts, 3, 5)) == "failed", fn.__name__
+
+
+def test_transform_robustness_and_high_frequency_fraction() -> None:
+    model = _tiny_cnn()
+    obj = fv.channel("2", 1)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(fv.transform_robustness(model, obj, x, [], n=3), fv.evaluate(model, obj, x))
+    a = fv.transform_robustness(model, obj, x, fv.standard_transforms(16), n=4, seed=1)
+    assert a.shape == (2,) and torch.equal(a, fv.transform_robustness(model, obj, x, fv.standard_transforms(16), n=4,
+                                                                        seed=1))
+    noise = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    smooth = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64)
+    hf = fv.high_frequency_fraction(noise)
+    assert ((hf > 0.65) & (hf < 0.85)).all()  # white noise: the area outside the radius-0.25 disc, ~1 - pi/16
+    assert fv.high_frequency_fraction(smooth).item() < 0.05
