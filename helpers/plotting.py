@@ -21,6 +21,7 @@ __all__ = [
     "overlay_heatmap",
     "image_grid",
     "compare_methods",
+    "map_grid",
     "plot_history",
     "confusion_matrix_plot",
 ]
@@ -195,6 +196,48 @@ def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None, ncols
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    return fig
+
+
+def map_grid(images: Any, maps: Mapping[str, Any], masks: Any = None, row_titles: Sequence[str] | None = None,
+             cmap: str = "inferno", suptitle: str | None = None, size: float = 1.7,
+             mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    """Rows: images; columns: the image, then one map per entry of ``maps`` (``{name: (B, H, W)}``, all with the
+    same B as ``images``). Each map is shown as ``|map| / max |map|`` (per image and method), so every panel shares
+    one colour scale [0, 1] with one colour bar: the pattern is compared, not the raw scale. ``masks`` (B, H, W)
+    bool are drawn as cyan contours (the ground truth). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    arrays = {name: _numpy(m, f"map {name!r}") for name, m in maps.items()}
+    if not arrays:
+        raise ValueError("map_grid needs at least one map")
+    n = len(images)
+    for name, a in arrays.items():
+        if a.ndim != 3 or a.shape[0] != n:
+            raise ValueError(f"map {name!r} must be (B, H, W) with B = {n} images, got {a.shape}")
+    mask_arr = _numpy(masks, "masks") if masks is not None else None
+    if row_titles is not None and len(row_titles) != n:
+        raise ValueError(f"{n} images but {len(row_titles)} row titles")
+    cols = len(arrays) + 1
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols + 0.8, size * n + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    im = None
+    for r in range(n):
+        show_image(images[r], ax=axes[r, 0], mean=mean, std=std)
+        if row_titles is not None:
+            axes[r, 0].set_title(str(row_titles[r]), fontsize=8)
+        for c, (name, a) in enumerate(arrays.items(), start=1):
+            m = np.abs(a[r].astype(np.float64))
+            top = m.max()
+            im = axes[r, c].imshow(m / top if top > 0 else m, cmap=cmap, vmin=0.0, vmax=1.0)
+            if mask_arr is not None:
+                axes[r, c].contour(mask_arr[r].astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
+            axes[r, c].set_axis_off()
+            if r == 0:
+                axes[r, c].set_title(name, fontsize=8)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02, label="|map| / max |map|")
+    if suptitle:
+        fig.suptitle(suptitle)
     return fig
 
 

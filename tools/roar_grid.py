@@ -48,12 +48,12 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_TAR)
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt")
     p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "xai-course" / "roar-maps")
-    p.add_argument("--train", type=int, default=10000, help="training images (seeded subset of the training part)")
+    p.add_argument("--train", type=int, default=5000, help="training images (seeded subset of the training part)")
     p.add_argument("--test", type=int, default=2000, help="test images (seeded subset of the held-out part)")
     p.add_argument("--methods", nargs="+", default=list(roar.DEFAULT_METHODS))
     p.add_argument("--fractions", nargs="+", type=float, default=list(roar.DEFAULT_FRACTIONS))
@@ -64,7 +64,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 methods, 2 thresholds, 1 seed, 1 epoch")
     p.add_argument("--out", type=Path, default=roar.TABLE_PATH)
-    args = p.parse_args()
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.quick:
         args.train, args.test, args.methods, args.fractions, args.seeds, args.epochs = \
             min(args.train, 1000), min(args.test, 500), ["random", "gradient"], [0.5, 0.9], [0], 1
@@ -96,7 +100,7 @@ def main() -> int:
     table.setdefault("map_seconds", {})
     table.setdefault("retrain_seconds", [])
     before = float(table.get("wall_minutes", 0.0))
-    command = "python tools/roar_grid.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python tools/roar_grid.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     table.update(
         command=command.strip(),
         machine=f"{cpu_name()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
