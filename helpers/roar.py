@@ -64,7 +64,7 @@ TABLE_PATH = Path(__file__).resolve().parent.parent / "data" / "roar" / "roar_ci
 class RetrainConfig:
     """The retraining recipe of :func:`retrain` (the same for every method, threshold and seed)."""
 
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 128
     lr: float = 2e-3
     widths: tuple[int, int, int, int] = RETRAIN_WIDTHS
