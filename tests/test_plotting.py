@@ -158,3 +158,23 @@ def test_confusion_matrix_plot():
         plotting.confusion_matrix_plot(y, p[:3], ["a", "b", "c"])
     with pytest.raises(ValueError, match="0..1"):
         plotting.confusion_matrix_plot(y, p, ["a", "b"])
+
+
+def test_map_grid_one_scale_one_colorbar_and_masks():
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    maps = {"a": torch.randn(2, 8, 8) * 100, "b": torch.rand(2, 8, 8) * 1e-4}
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[:, 2:5, 2:5] = True
+    fig = plotting.map_grid(images, maps, masks=masks, row_titles=["x", "y"])
+    panels = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    heat = [ax.images[-1] for ax in panels if ax.images[-1].get_array().ndim == 2]
+    assert len(heat) == 4  # 2 images x 2 methods
+    assert all(im.get_clim() == (0.0, 1.0) for im in heat)  # one colour scale whatever the raw scale
+    assert all(float(im.get_array().max()) == pytest.approx(1.0) for im in heat)  # |map| / max |map|
+    assert len(fig.axes) == 2 * 3 + 1  # one colour bar
+    assert any(ax.collections for ax in panels)  # the mask contours
+    plt.close(fig)
+    with pytest.raises(ValueError, match="B = 2"):
+        plotting.map_grid(images, {"a": torch.rand(3, 8, 8)})
+    with pytest.raises(ValueError, match="at least one"):
+        plotting.map_grid(images, {})
