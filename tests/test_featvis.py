@@ -440,3 +440,20 @@ def test_transform_robustness_and_high_frequency_fraction() -> None:
     hf = fv.high_frequency_fraction(noise)
     assert ((hf > 0.65) & (hf < 0.85)).all()  # white noise: the area outside the radius-0.25 disc, ~1 - pi/16
     assert fv.high_frequency_fraction(smooth).item() < 0.05
+
+
+def test_benchmark_tool_runs_both_loops(tmp_path) -> None:
+    pytest.importorskip("lucent")
+    from tools import benchmark_featvis
+
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    try:
+        res = benchmark_featvis.main(["--cases", "cifar_cnn", "--steps", "1", "--repeats", "1", "--threads", "1",
+                                      "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)  # the tool sets the process-wide thread count
+    case = res["cases"]["cifar_cnn"]
+    assert set(case["median_seconds_per_step"]) == {"lucent render_vis", "ours", "ours, no early stop"}
+    assert all(v > 0 for v in case["median_seconds_per_step"].values())
+    assert case["ratio_to_lucent"]["lucent render_vis"] == 1.0 and out.exists()
