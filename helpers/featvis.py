@@ -16,7 +16,7 @@ The pieces, each small enough to read in one go:
   (exercise 6.2), and :func:`record_activations`, a context manager whose forward hooks are removed on exit.
 * **dataset examples**: :func:`top_k_examples` (exercise 6.3), :func:`dataset_examples`, :func:`crop_examples`.
 * **lucent** (torch-lucent 0.1.8): :func:`lucent_transforms` (its standard transforms with the ``random_scale``
-  that breaks on torch >= 2.1 replaced), :func:`lucent_render` (``render_vis`` with that list, its leaked hooks
+  reported to break on torch >= 2.1 replaced), :func:`lucent_render` (``render_vis`` with that list, its leaked hooks
   removed, seeded, cached per session) and :func:`load_inceptionv1` (random weights with ``XAI_OFFLINE=1``).
 
 Activations of token models (ViTs: (B, T, D)) are turned into maps (B, D, g, g) by :func:`to_spatial`, so the
@@ -785,8 +785,8 @@ def crop_examples(images: Tensor, examples: DatasetExamples, crop: int) -> Tenso
 
 def _lucent_random_scale(scales: Sequence[float]) -> Callable[[Tensor], Tensor]:
     """lucent's ``transform.random_scale`` with Python ints for the size (lucent passes numpy ints to
-    ``nn.Upsample``, a TypeError on torch >= 2.1) and otherwise the same behaviour (numpy's global random state,
-    ``align_corners=True``, the same padding call)."""
+    ``nn.Upsample``, reported as a TypeError on torch >= 2.1; torch 2.14.1 CPU accepts them) and otherwise the
+    same behaviour (numpy's global random state, ``align_corners=True``, the same padding call)."""
 
     def inner(image_t: Tensor) -> Tensor:
         scale = float(np.random.choice(scales))
@@ -851,7 +851,7 @@ def lucent_render(model: nn.Module, objective: Any, size: int = 128, steps: int 
     """``lucent.optvis.render.render_vis`` made to work on the installed torch and to leave the model as it was.
 
     ``objective``: a lucent objective or its string form (``"mixed4a:476"``); ``transforms="standard"``:
-    :func:`lucent_transforms` for ``size`` (lucent's own default list raises a TypeError on torch >= 2.1);
+    :func:`lucent_transforms` for ``size`` (lucent's own default list is reported to raise a TypeError on torch >= 2.1);
     ``None``: no transforms. ``fixed_image_size``: the size the model sees (lucent upsamples anything below 224 px to
     224 unless it is given; pass ``size`` to skip that). Seeds numpy and torch (lucent draws from their global
     generators), removes the forward hooks ``render_vis`` leaves on every module, shows nothing, and caches the
