@@ -295,10 +295,11 @@ def weighted_ridge(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray,
     b = y_mean - float(x_mean @ w)
     resid = y - (x @ w + b)
     total, resid_ss = float(s @ (y - y_mean) ** 2), float(s @ resid**2)
-    if total > 0:
+    weighted = y[s > 0]
+    if weighted.max() > weighted.min() and total > 0:
         r2 = 1.0 - resid_ss / total
-    else:  # constant y: sklearn's convention (1 for a perfect fit, else 0), so lime's score agrees
-        r2 = 1.0 if resid_ss == 0 else 0.0
+    else:  # constant y (the weighted mean may be off by one ulp): sklearn's convention, 1 for a perfect fit
+        r2 = 1.0 if np.allclose(resid[s > 0], 0.0, atol=1e-12) else 0.0
     return w, b, r2
 
 
