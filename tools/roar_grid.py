@@ -35,17 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from helpers import roar  # noqa: E402
 from helpers.checkpoints import load_checkpoint  # noqa: E402
-from tools.train_checkpoint import DEFAULT_TAR, load_jpeg_split  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from tools.train_checkpoint import DEFAULT_TAR, cpu_name, load_jpeg_split  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
