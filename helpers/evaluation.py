@@ -6,6 +6,8 @@ in the model's input space.
 
 * Ground truth: :func:`pointing_game` (is the map's maximum on the object?), :func:`energy_in_mask` (share of the
   positive attribution inside the object; Wang et al. 2020).
+* How peaked a map is, without ground truth: :func:`concentration` (share of the mass in the top 10 % of the
+  pixels) and :func:`map_entropy` (normalised entropy of the map as a distribution).
 * Model-parameter randomisation (Adebayo et al. 2018): :func:`layer_groups`, :func:`randomize_parameters`,
   :func:`cascading_randomization` / :func:`independent_randomization` (iterators that randomise *every* parameter,
   a ViT's ``pos_embed`` and ``cls_token`` included, and restore the model afterwards, also after an exception);
@@ -32,6 +34,8 @@ from .attribution import _check_input, class_indices, gaussian_blur
 __all__ = [
     "pointing_game",
     "energy_in_mask",
+    "concentration",
+    "map_entropy",
     "layer_groups",
     "randomize_parameters",
     "cascading_randomization",
@@ -104,6 +108,45 @@ def energy_in_mask(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     total = pos.sum(1)
     inside = (pos * masks.flatten(1)).sum(1)
     return torch.where(total > 0, inside / total.clamp(min=1e-30), torch.zeros_like(total))
+
+
+def _mass(maps: torch.Tensor, what: str) -> torch.Tensor:
+    """|maps| as float64, flattened to (B, H*W), after the shape check."""
+    if not isinstance(maps, torch.Tensor):
+        maps = torch.as_tensor(np.asarray(maps))
+    if maps.ndim == 2:
+        raise ValueError(f"{what} must be (B, H, W); for one map use map[None]")
+    _check_maps(maps, what)
+    return maps.detach().abs().to(torch.float64).flatten(1)
+
+
+def concentration(maps: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
+    """Share of a map's mass ``|m|`` that lies in its top ``fraction`` of the pixels, ``(B, H, W) -> (B,)``.
+
+    A uniform map gives ``fraction`` (0.1 by default), a map with all its mass in fewer than ``fraction * H * W``
+    pixels gives 1; an all-zero map gives ``fraction`` (no pixel stands out). Unlike a min-max normalised heatmap it
+    does not make a nearly flat map look peaked: a map ``1 + 0.01 * noise`` scores about 0.1.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    m = _mass(maps, "maps")
+    k = max(1, math.ceil(fraction * m.shape[1]))
+    total = m.sum(1)
+    top = m.topk(k, dim=1).values.sum(1)
+    return torch.where(total > 0, top / total.clamp(min=1e-300), torch.full_like(total, k / m.shape[1])).float()
+
+
+def map_entropy(maps: torch.Tensor) -> torch.Tensor:
+    """Normalised entropy of ``|m| / sum |m|`` as a distribution over pixels, ``(B, H, W) -> (B,)`` in [0, 1]:
+    1 for a uniform (or all-zero) map, 0 for a map with one non-zero pixel."""
+    m = _mass(maps, "maps")
+    n = m.shape[1]
+    if n < 2:
+        raise ValueError("map_entropy needs maps with at least 2 pixels")
+    total = m.sum(1, keepdim=True)
+    p = torch.where(total > 0, m / total.clamp(min=1e-300), torch.full_like(m, 1.0 / n))
+    h = -(p * torch.log(p.clamp(min=1e-300))).sum(1)
+    return (h / math.log(n)).clamp(0.0, 1.0).float()
 
 
 # ----------------------------------------------------------------------------------------------------------------

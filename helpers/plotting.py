@@ -120,17 +120,23 @@ def show_image(img: Any, ax: Any = None, title: str | None = None, mean: Sequenc
     return fig
 
 
-def overlay_heatmap(img: Any, heatmap: Any, ax: Any = None, alpha: float = 0.5, cmap: str = "jet",
+UNSIGNED_CMAP = "inferno"  # perceptually uniform: equal steps in value look like equal steps in colour
+SIGNED_CMAP = "RdBu_r"  # diverging, blue negative, red positive, white at 0
+
+
+def overlay_heatmap(img: Any, heatmap: Any, ax: Any = None, alpha: float = 0.5, cmap: str | None = None,
                     title: str | None = None, signed: bool = False, mean: Sequence[float] | None = None,
                     std: Sequence[float] | None = None, colorbar: bool = False,
                     limits: tuple[float, float] | None = None):
     """Draw ``heatmap`` over ``img``.
 
-    ``heatmap`` (h, w) of any size is upsampled bilinearly to the image. Unsigned maps are scaled to [min, max]
-    with ``cmap``; ``signed=True`` uses a diverging map (``bwr``: blue negative, red positive) centred at 0 with
-    limits +-max|map|. ``limits=(lo, hi)`` fixes the colour scale instead (signed: ``lo < 0 < hi``), so that maps
-    drawn side by side share one scale. Returns the figure; ``fig.axes[-1].images[-1]`` is the heatmap layer (for a
-    shared colour bar).
+    ``heatmap`` (h, w) of any size is upsampled bilinearly to the image. Unsigned maps use ``cmap`` (default
+    :data:`UNSIGNED_CMAP`, perceptually uniform) from ``min(0, min)`` to ``max``: zero stays the bottom of the scale,
+    so a nearly flat positive map looks flat (it is not stretched to its own min-max). ``signed=True`` uses a
+    diverging map (default :data:`SIGNED_CMAP`) centred at 0 with limits +-max|map|. ``limits=(lo, hi)`` fixes the
+    colour scale instead (signed: ``lo < 0 < hi``), so that maps drawn side by side share one scale; pass
+    ``colorbar=True`` to draw its colour bar. Returns the figure; ``fig.axes[-1].images[-1]`` is the heatmap layer
+    (for a shared colour bar).
     """
     import matplotlib.colors as mcolors
 
@@ -148,10 +154,10 @@ def overlay_heatmap(img: Any, heatmap: Any, ax: Any = None, alpha: float = 0.5, 
         lim = float(np.abs(hm).max()) or 1.0
         lo, hi = limits if limits is not None else (-lim, lim)
         norm = mcolors.TwoSlopeNorm(vmin=lo, vcenter=0.0, vmax=hi)
-        im = ax.imshow(hm, cmap="bwr" if cmap == "jet" else cmap, norm=norm, alpha=alpha)
+        im = ax.imshow(hm, cmap=cmap or SIGNED_CMAP, norm=norm, alpha=alpha)
     else:
-        lo, hi = limits if limits is not None else (float(hm.min()), float(hm.max()))
-        im = ax.imshow(hm, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1.0, alpha=alpha)
+        lo, hi = limits if limits is not None else (min(0.0, float(hm.min())), float(hm.max()))
+        im = ax.imshow(hm, cmap=cmap or UNSIGNED_CMAP, vmin=lo, vmax=hi if hi > lo else lo + 1.0, alpha=alpha)
     if colorbar:
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_axis_off()
@@ -242,31 +248,64 @@ def map_grid(images: Any, maps: Mapping[str, Any], masks: Any = None, row_titles
 
 
 def compare_methods(image: Any, maps: Mapping[str, Any], title: str | None = None, alpha: float = 0.5,
-                    cmap: str = "jet", signed: bool | Mapping[str, bool] = False,
+                    cmap: str | None = None, signed: bool | Mapping[str, bool] = False,
                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None, size: float = 2.8,
-                    axes: Sequence[Any] | None = None):
+                    axes: Sequence[Any] | None = None, shared: bool = True, annotate: bool = True):
     """One row: the image, then each method's heatmap overlaid on it (titled with the method's name).
 
-    ``signed`` may be a bool for all maps or a dict name -> bool. ``axes`` (optional) are ``1 + len(maps)`` axes
-    to draw in (e.g. one row of a bigger figure). Returns the figure.
+    ``shared=True`` (default) divides each map by its own max |map| (zero stays zero) and draws every panel on ONE
+    colour scale, [0, 1] (or [-1, 1] for a signed map), with one colour bar: methods have different units, so the
+    *pattern* is compared, and a nearly flat map looks flat. ``shared=False`` draws each map on its own scale
+    (``overlay_heatmap``'s default), without a colour bar. ``annotate=True`` adds each map's
+    :func:`helpers.evaluation.concentration` (share of |map| in its top 10 % of pixels: 0.10 = flat, 1 = peaked)
+    to its title. ``signed`` may be a bool for all maps or a dict name -> bool. ``axes`` (optional) are
+    ``1 + len(maps)`` axes to draw in (e.g. one row of a bigger figure). Returns the figure.
     """
     import matplotlib.pyplot as plt
+
+    from .evaluation import concentration
 
     if not maps:
         raise ValueError("compare_methods needs at least one heatmap")
     n = 1 + len(maps)
     if axes is None:
-        fig, axes = plt.subplots(1, n, figsize=(size * n, size + 0.4), squeeze=False)
+        fig, axes = plt.subplots(1, n, figsize=(size * n + (0.5 if shared else 0.0), size + 0.5), squeeze=False)
         axes = list(axes[0])
     elif len(axes) != n:
         raise ValueError(f"need {n} axes (image + {len(maps)} maps), got {len(axes)}")
     fig = axes[0].figure
     show_image(image, ax=axes[0], title="image", mean=mean, std=std)
+    ims = {}
     for ax, (name, hm) in zip(axes[1:], maps.items(), strict=True):
         sgn = signed.get(name, False) if isinstance(signed, Mapping) else signed
-        overlay_heatmap(image, hm, ax=ax, alpha=alpha, cmap=cmap, title=name, signed=sgn, mean=mean, std=std)
+        arr = _numpy(hm, f"map {name!r}").astype(np.float64)
+        if arr.ndim == 3 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim != 2:
+            raise ValueError(f"map {name!r} must be (h, w), got {arr.shape}")
+        label = name
+        if annotate:
+            label = f"{name}\ntop-10 %: {float(concentration(torch.from_numpy(arr)[None])[0]):.2f}"
+        limits = None
+        if shared:
+            top = float(np.abs(arr).max())
+            arr = arr / top if top > 0 else arr
+            limits = (-1.0, 1.0) if sgn else (0.0, 1.0)
+        overlay_heatmap(image, arr, ax=ax, alpha=alpha, cmap=cmap, title=label, signed=sgn, mean=mean, std=std,
+                        limits=limits)
+        ax.title.set_fontsize(8)
+        ims[sgn] = (ax, ax.images[-1])
+    if shared:
+        from matplotlib.cm import ScalarMappable
+
+        for last_ax, im in ims.values():  # opaque colour bar; one for the row, or one per kind if mixed
+            bar = ScalarMappable(norm=im.norm, cmap=im.get_cmap())
+            cb = fig.colorbar(bar, ax=list(axes) if len(ims) == 1 else last_ax, shrink=0.8, pad=0.02,
+                              fraction=0.04 if len(ims) == 1 else 0.046)
+            cb.set_label("map / max |map|", fontsize=7)
+            cb.ax.tick_params(labelsize=7)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return fig
 
 

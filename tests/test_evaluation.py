@@ -58,6 +58,25 @@ def test_pointing_game_and_energy_known_answers() -> None:
     assert evaluation.energy_in_mask(-torch.ones(3, 8, 8), masks).eq(0).all()  # no positive mass
 
 
+def test_concentration_and_entropy_known_answers() -> None:
+    uniform = torch.ones(1, 10, 10)
+    one = torch.zeros(1, 10, 10)
+    one[0, 2, 3] = -4.0  # the magnitude counts, not the sign
+    nearly_flat = 1.0 + 0.01 * torch.rand(1, 10, 10, generator=torch.Generator().manual_seed(0))
+    two = torch.zeros(1, 10, 10)
+    two[0, 0, :5] = 1.0  # 5 equal pixels: the top 10 (10 %) hold everything; the entropy is log 5 / log 100
+    maps = torch.cat([uniform, one, nearly_flat, two, torch.zeros(1, 10, 10)])
+    c = evaluation.concentration(maps)
+    assert c.tolist() == pytest.approx([0.1, 1.0, 0.1, 1.0, 0.1], abs=2e-3)
+    assert evaluation.concentration(uniform, fraction=0.25).item() == pytest.approx(0.25)
+    h = evaluation.map_entropy(maps)
+    assert h.tolist() == pytest.approx([1.0, 0.0, 1.0, np.log(5) / np.log(100), 1.0], abs=1e-4)
+    with pytest.raises(ValueError, match="fraction"):
+        evaluation.concentration(uniform, fraction=0.0)
+    with pytest.raises(ValueError, match="map\\[None\\]"):
+        evaluation.concentration(torch.ones(4, 4))
+
+
 def test_ground_truth_bad_input() -> None:
     masks = torch.ones(2, 4, 4, dtype=torch.bool)
     with pytest.raises(ValueError, match="aggregate the channels"):

@@ -126,14 +126,43 @@ def test_image_grid():
 def test_compare_methods():
     maps = {"saliency": np.random.rand(12, 16), "grad-cam": torch.rand(7, 7), "IG": np.random.randn(12, 16)}
     fig = plotting.compare_methods(RGB, maps, signed={"IG": True}, title="cat")
-    assert isinstance(fig, Figure) and len(fig.axes) == 4
-    assert [ax.get_title() for ax in fig.axes] == ["image", "saliency", "grad-cam", "IG"]
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert isinstance(fig, Figure) and len(panels) == 4
+    assert [ax.get_title().split("\n")[0] for ax in panels] == ["image", "saliency", "grad-cam", "IG"]
     fig2, axes = plt.subplots(2, 4)
     assert plotting.compare_methods(RGB, maps, axes=axes[1]) is fig2
     with pytest.raises(ValueError, match="axes"):
         plotting.compare_methods(RGB, maps, axes=axes[1][:2])
     with pytest.raises(ValueError, match="at least one"):
         plotting.compare_methods(RGB, {})
+    with pytest.raises(ValueError, match=r"\(h, w\)"):
+        plotting.compare_methods(RGB, {"bad": np.zeros((2, 3, 4))})
+
+
+def test_compare_methods_one_scale_and_the_concentration_in_the_title():
+    flat = 1.0 + 0.01 * np.random.default_rng(0).random((12, 16))  # nearly flat, positive
+    peak = np.zeros((12, 16))
+    peak[3, 4] = 5.0
+    fig = plotting.compare_methods(RGB, {"flat": flat, "peak": peak})
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"][1:]
+    assert all(ax.images[1].get_clim() == (0.0, 1.0) for ax in panels)  # one scale for every method
+    assert len([ax for ax in fig.axes if ax.get_label() == "<colorbar>"]) == 1
+    # the flat map is drawn as flat: every pixel near the top of the shared scale, not stretched to [0, 1]
+    assert panels[0].images[1].get_array().min() > 0.95
+    titles = [ax.get_title() for ax in panels]
+    assert titles[0].endswith("top-10 %: 0.10") and titles[1].endswith("top-10 %: 1.00")
+    own = plotting.compare_methods(RGB, {"flat": flat}, shared=False, annotate=False)
+    assert not [ax for ax in own.axes if ax.get_label() == "<colorbar>"] and own.axes[1].get_title() == "flat"
+
+
+def test_overlay_heatmap_keeps_zero_at_the_bottom_of_an_unsigned_scale():
+    hm = torch.full((4, 4), 2.0)
+    hm[0, 0] = 2.1
+    fig = plotting.overlay_heatmap(RGB, hm)
+    assert fig.axes[0].images[1].get_clim() == (0.0, pytest.approx(2.1))
+    assert fig.axes[0].images[1].get_cmap().name == plotting.UNSIGNED_CMAP
+    neg = plotting.overlay_heatmap(RGB, hm - 3.0)  # unsigned but negative values: the scale starts at the min
+    assert neg.axes[0].images[1].get_clim()[0] == pytest.approx(-1.0)
 
 
 def test_plot_history():
