@@ -15,6 +15,8 @@ Conventions: images ``x`` are float tensors (B, 3, H, W), normalised as the mode
 * :func:`threshold_segment`, :func:`iou` -- turn a map into a mask and score it against an object mask;
   :func:`object_mask` gives rough hand-made masks for bundled ``skimage.data`` photos.
 * :func:`vit_reshape`, :func:`reshape_for` -- turn ViT tokens (B, P + N, C) into a feature map (B, C, h, w).
+* :func:`check_grad_cam` -- the exercise check of notebook 04 (4.1 Grad-CAM, 4.2 counterfactual): the map at a
+  layer where the gradient varies over positions, and no hook left behind, also after an error.
 * :func:`library_cam` -- the pytorch-grad-cam methods (GradCAM++, XGradCAM, ScoreCAM, EigenCAM, HiResCAM, ...)
   behind one call. Figures: :mod:`helpers.plotting` (``overlay_heatmap``, ``compare_methods``).
 """
@@ -37,6 +39,8 @@ from .attribution import class_indices
 
 __all__ = [
     "ActivationsAndGradients",
+    "check_grad_cam",
+    "count_hooks",
     "capture",
     "cam",
     "grad_cam",
@@ -472,3 +476,57 @@ def library_cam(
     for p in model.parameters():  # the library backpropagates with .backward(): leave no gradients behind
         p.grad = None
     return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Exercise check (notebook 04)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def count_hooks(model: nn.Module) -> int:
+    """Forward, forward-pre and backward hooks registered on any module of ``model``."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def check_grad_cam(name: str, student_fn: Callable[..., torch.Tensor], model: nn.Module, x: torch.Tensor,
+                   target: Any, layer: nn.Module, counterfactual: bool = False, atol: float = 1e-5,
+                   strict: bool | None = None):
+    """Check ``student_fn(model, x, target, layer) -> (B, h, w)`` against :func:`grad_cam` (``counterfactual`` as
+    there), both min-max normalised per map, within ``atol``; then that it leaves no hook on the model, after a
+    normal call and after one whose forward pass fails (an input with the wrong number of channels).
+
+    Pick a ``layer`` where the gradient varies over positions (not one followed directly by global average pooling
+    and a linear layer): there CAM, HiResCAM or ``ReLU(sum_k dy/dA_k * A_k)`` give the same normalised map as
+    Grad-CAM and would pass. Returns the :class:`helpers.checks.CheckResult`.
+    """
+    from . import checks
+
+    model.eval()
+    before = count_hooks(model)
+    expected = normalize_map(grad_cam(model, x, target, layer, counterfactual=counterfactual)).cpu()
+
+    def test() -> str:
+        actual = student_fn(model, x.detach().clone(), target, layer)
+        left = count_hooks(model) - before
+        if left:
+            raise AssertionError(f"{left} hook(s) still registered on the model after your function returned: "
+                                 "keep each handle and call handle.remove() (in a finally: block)")
+        if not isinstance(actual, torch.Tensor) or tuple(actual.shape) != tuple(expected.shape):
+            shape = tuple(actual.shape) if isinstance(actual, torch.Tensor) else type(actual).__name__
+            raise AssertionError(f"expected maps of shape {tuple(expected.shape)} (B, h, w) at the layer's "
+                                 f"resolution, not upsampled; got {shape}")
+        diff = checks.assert_close(normalize_map(actual.detach().float()).cpu(), expected, atol=atol, rtol=0.0,
+                                   what="min-max normalised map")
+        try:
+            student_fn(model, x.detach()[:, :2].clone(), target, layer)  # 2 channels: the first conv fails
+        except Exception:  # noqa: BLE001 - expected: we only look at the hooks afterwards
+            pass
+        model.zero_grad(set_to_none=True)
+        left = count_hooks(model) - before
+        if left:
+            raise AssertionError(f"{left} hook(s) left on the model after a forward pass that raised an error: "
+                                 "remove them in a finally: block (or use a context manager)")
+        return f"matches helpers.cam.grad_cam (max |diff| = {diff:.2g}); no hook left, also after an error"
+
+    return checks.check(name, test, strict=strict)

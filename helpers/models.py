@@ -84,8 +84,9 @@ class LoadedModel:
       normalised float tensor (exactly the transform the weights were trained with).
     * ``input_size`` S (224, or 299 for Inception-v3); ``mean``/``std`` the normalisation; ``pretrained`` whether
       real weights were loaded; ``family`` "cnn" or "vit"; for ViTs ``num_prefix_tokens`` (1 = [CLS], 2 = [CLS] +
-      distillation token) and ``patch_size``; ``target_layer`` the usual Grad-CAM layer (last conv block; for ViTs
-      the last block's ``norm1``, whose tokens need a reshape).
+      distillation token) and ``patch_size``; ``target_layer`` the usual Grad-CAM layer (the rectified output
+      of the last conv block: ResNet ``layer4[-1]``, VGG-16 conv5_3's ReLU ``features[29]``, ...; for ViTs the
+      last block's ``norm1``, whose tokens need a reshape).
     """
 
     name: str
@@ -209,7 +210,11 @@ def _target_layer(name: str, model: nn.Module) -> nn.Module:
     if name in ("resnet50", "resnet18"):
         return model.layer4[-1]
     if name == "vgg16":
-        return model.features[28]  # the last conv (its ReLU at 29 is inplace)
+        # conv5_3's ReLU, i.e. the rectified feature map A >= 0 (as pytorch-grad-cam's model.features[-2/-1]):
+        # the conv output itself (features[28]) still holds the negative pre-activations of switched-off units,
+        # which would enter sum_k alpha_k A_k. Made not in-place so that hooks see a tensor of its own.
+        model.features[29].inplace = False
+        return model.features[29]
     if name == "googlenet":
         return model.inception5b
     if name == "inception_v3":

@@ -86,6 +86,25 @@ def test_load_offline(name, offline, no_network, photo, capsys):
         assert models.disable_fused_attention(loaded.model) == len(loaded.model.blocks)
 
 
+@pytest.mark.parametrize("name", ["vgg16", "resnet18"])
+def test_cnn_target_layer_is_rectified(name, offline, photo):
+    """Grad-CAM's A must be the rectified map: VGG-16's target was conv5_3 itself (features[28]), whose negative
+    pre-activations entered the map. Random weights suffice: about half of the pre-activations are negative."""
+    from helpers import cam
+
+    loaded = models.load_model(name)
+    x = models.to_batch(loaded, [photo])[..., :128, :128]  # a smaller input: the same layers, less compute
+    with cam.capture(loaded.model, loaded.target_layer) as rec:
+        loaded.model(x)[0, 0].backward()
+    assert rec.activations.min() >= 0 and (rec.activations == 0).any()
+    if name == "vgg16":
+        conv = loaded.model.features[28]
+        with cam.capture(loaded.model, conv) as pre:
+            loaded.model(x)
+        assert pre.activations.min() < 0  # what the old target layer recorded
+        torch.testing.assert_close(rec.activations, pre.activations.clamp(min=0))
+
+
 def test_random_weights_are_reproducible(offline):
     a = models.load_model("deit_tiny").model.state_dict()
     torch.manual_seed(123)  # the global RNG does not matter
