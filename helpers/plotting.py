@@ -21,6 +21,7 @@ __all__ = [
     "overlay_heatmap",
     "image_grid",
     "compare_methods",
+    "shared_colorbar",
     "map_grid",
     "plot_history",
     "confusion_matrix_plot",
@@ -307,6 +308,25 @@ def compare_methods(image: Any, maps: Mapping[str, Any], title: str | None = Non
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def shared_colorbar(fig: Any, axes: Any, limits: tuple[float, float] = (0.0, 1.0), cmap: str | None = None,
+                    label: str = "map / its max", signed: bool = False):
+    """One opaque colour bar for panels drawn with ``overlay_heatmap(..., limits=limits)`` (the same scale in every
+    panel). ``axes``: the panels (any array or list of axes) the bar sits beside. Returns the colour bar."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+
+    lo, hi = limits
+    if not lo < hi or (signed and not lo < 0.0 < hi):
+        raise ValueError(f"limits must be (lo, hi) with lo < hi (signed: lo < 0 < hi), got {limits}")
+    norm = TwoSlopeNorm(vmin=lo, vcenter=0.0, vmax=hi) if signed else Normalize(vmin=lo, vmax=hi)
+    bar = ScalarMappable(norm=norm, cmap=cmap or (SIGNED_CMAP if signed else UNSIGNED_CMAP))
+    axes_list = list(np.asarray(axes, dtype=object).ravel())
+    cb = fig.colorbar(bar, ax=axes_list, shrink=0.85, pad=0.015, fraction=0.03)
+    cb.set_label(label, fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    return cb
 
 
 def plot_history(history: Any, ax: Any = None):

@@ -155,6 +155,17 @@ def test_compare_methods_one_scale_and_the_concentration_in_the_title():
     assert not [ax for ax in own.axes if ax.get_label() == "<colorbar>"] and own.axes[1].get_title() == "flat"
 
 
+def test_shared_colorbar():
+    fig, axes = plt.subplots(2, 2)
+    for ax in axes.ravel():
+        plotting.overlay_heatmap(RGB, torch.rand(4, 4), ax=ax, limits=(0.0, 1.0))
+    cb = plotting.shared_colorbar(fig, axes)
+    assert cb.mappable.get_clim() == (0.0, 1.0) and cb.mappable.get_cmap().name == plotting.UNSIGNED_CMAP
+    assert plotting.shared_colorbar(fig, axes[0], limits=(-2, 2), signed=True).mappable.norm.vcenter == 0.0
+    with pytest.raises(ValueError, match="lo < 0 < hi"):
+        plotting.shared_colorbar(fig, axes, limits=(0.0, 1.0), signed=True)
+
+
 def test_overlay_heatmap_keeps_zero_at_the_bottom_of_an_unsigned_scale():
     hm = torch.full((4, 4), 2.0)
     hm[0, 0] = 2.1
