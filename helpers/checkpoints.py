@@ -31,6 +31,8 @@ ARCHITECTURES: dict[str, ViTConfig | CNNConfig] = {
     "cnn_shapes": CNNConfig(num_classes=4, widths=(16, 32, 64, 128)),
     # notebook 07: cnn_cifar10's architecture trained on permuted labels (tools/train_random_labels.py)
     "cnn_cifar10_random_labels": CNNConfig(),
+    # notebook 08: the small deep ensemble (tools/train_ensemble.py): quarter-width CNNs, one seed each
+    **{f"cnn_small_ens{k}": CNNConfig(widths=(16, 32, 64, 128)) for k in range(4)},
 }
 
 
