@@ -35,7 +35,8 @@ HINTS: dict[str, str] = {
     "3.4": "sum the attributions of each image over (3, H, W); compare with f(x) - f(baseline) of the target logit; "
     "divide by |f(x) - f(baseline)|",
     # 04 CAM and Grad-CAM
-    "4.1": "alpha = gradients averaged over (h, w); map = ReLU(sum over channels of alpha * A)",
+    "4.1": "the forward hook stores A and calls A.register_hook to store dA; alpha = dA averaged over (h, w); map = "
+    "ReLU(sum over channels of alpha * A); handle.remove() in a finally: block",
     "4.2": "the same as Grad-CAM with alpha replaced by -alpha (negate before the ReLU)",
     "4.3": "normalise each map separately (min over its own pixels), then compare with >=",
     # 05 LIME and occlusion

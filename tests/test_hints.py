@@ -13,17 +13,18 @@ from tests.conftest import ROOT
 
 
 def _check_calls(folder: str) -> list[tuple[str, str, ast.Call]]:
-    """(notebook, check name, call) for every ``checks.check``/``checks.check_close`` call in a folder's notebooks."""
+    """(notebook, check name, call) for every exercise check call in a folder's notebooks: ``checks.check``,
+    ``checks.check_close`` and the module checks named ``check_*`` (e.g. ``cam.check_grad_cam``)."""
     out = []
     for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type != "code" or "checks.check" not in cell.source:
+            if cell.cell_type != "code" or ".check" not in cell.source:
                 continue
             for node in ast.walk(ast.parse(cell.source)):
                 if (
                     isinstance(node, ast.Call)
                     and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("check", "check_close")
+                    and (node.func.attr == "check" or node.func.attr.startswith("check_"))
                     and node.args
                     and isinstance(node.args[0], ast.Constant)
                 ):
