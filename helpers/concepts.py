@@ -6,8 +6,10 @@
 * :func:`layer_activations`: a layer's activations, flattened, (N, D); :func:`fit_cav` / :func:`cav_accuracy` /
   :func:`train_cav`: a linear classifier (L2-regularised logistic regression) between concept and random
   activations; the CAV is its unit weight vector, pointing towards the concept.
-* :func:`directional_derivatives`: ``grad_h f_c(x) . v`` per input; :func:`tcav_score`: the share that is > 0.
-* :func:`tcav_test`: TCAV scores against many random sets, random-vs-random scores, and the two-sided t-test.
+* :func:`layer_gradients`, :func:`directional_derivatives`: ``grad_h f_c(x) . v`` per input; :func:`tcav_score`:
+  the share that is > 0.
+* :func:`tcav_table` / :func:`tcav_test`: TCAV scores against many random sets, random-vs-random scores (the
+  null), and the two-sided t-test, for every concept, class and layer (gradients computed once per class).
 * :func:`captum_tcav`: the same with captum's ``TCAV``, in a fresh temporary cache folder per call (captum caches
   activations and CAVs on disk by model id, concept name/id and layer, and silently reuses a stale cache when
   the concept images change under the same name and id).
@@ -43,9 +45,12 @@ __all__ = [
     "cav_accuracy",
     "CAV",
     "train_cav",
+    "layer_gradients",
     "directional_derivatives",
     "tcav_score",
     "TCAVResult",
+    "welch_test",
+    "tcav_table",
     "tcav_test",
     "captum_tcav",
 ]
@@ -325,29 +330,36 @@ def train_cav(concept_acts: torch.Tensor, random_acts: torch.Tensor, test_fracti
 # --------------------------------------------------------------------------------------------------------------
 
 
-def directional_derivatives(model: nn.Module, layer: nn.Module | str, images: torch.Tensor, target: int,
-                            cav: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
-    """``S_c(x) = grad_h f_c(x) . v``: the derivative of the class-``target`` logit in the direction of the CAV
-    ``v`` (D,) at the activations ``h`` of ``layer``, per image. Images (N, 3, H, W) -> float32 (N,)."""
+def layer_gradients(model: nn.Module, layer: nn.Module | str, images: torch.Tensor, target: int,
+                    batch_size: int = 100) -> torch.Tensor:
+    """``grad_h f_c(x)``: the gradient of the class-``target`` logit with respect to the activations ``h`` of
+    ``layer``, flattened per image. Images (N, 3, H, W) -> float32 (N, D) on the CPU."""
     model.eval()
     module = _module(model, layer)
     device = next(model.parameters()).device
-    v = cav.to(device).float().flatten()
     out = []
     with _capture(module, keep_grad=True) as store:
         for i in range(0, len(images), batch_size):
             store.clear()
             model.zero_grad(set_to_none=True)
-            x = _normalised(images[i:i + batch_size]).to(device)
-            logits = model(x)
+            logits = model(_normalised(images[i:i + batch_size]).to(device))
             if not 0 <= target < logits.shape[1]:
                 raise ValueError(f"target {target} outside the model's {logits.shape[1]} classes")
             logits[:, target].sum().backward()
-            grad = store[0].grad.flatten(1)
-            if grad.shape[1] != v.numel():
-                raise ValueError(f"the CAV has {v.numel()} entries but the layer's activations {grad.shape[1]}")
-            out.append((grad @ v).detach().float().cpu())
+            out.append(store[0].grad.flatten(1).detach().float().cpu())
+    model.zero_grad(set_to_none=True)
     return torch.cat(out)
+
+
+def directional_derivatives(model: nn.Module, layer: nn.Module | str, images: torch.Tensor, target: int,
+                            cav: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """``S_c(x) = grad_h f_c(x) . v``: the derivative of the class-``target`` logit in the direction of the CAV
+    ``v`` (D,) at the activations ``h`` of ``layer``, per image. Images (N, 3, H, W) -> float32 (N,)."""
+    grad = layer_gradients(model, layer, images, target, batch_size)
+    v = cav.float().flatten()
+    if grad.shape[1] != v.numel():
+        raise ValueError(f"the CAV has {v.numel()} entries but the layer's activations {grad.shape[1]}")
+    return grad @ v
 
 
 def tcav_score(derivatives: torch.Tensor) -> float:
@@ -359,7 +371,7 @@ def tcav_score(derivatives: torch.Tensor) -> float:
 
 @dataclass
 class TCAVResult:
-    """:func:`tcav_test`'s output for one concept, layer and class."""
+    """The TCAV test of one concept, layer and class (:func:`tcav_table`)."""
 
     scores: list[float]  # TCAV score of the concept's CAV against each random set
     random_scores: list[float]  # TCAV score of random-vs-random CAVs (the null distribution)
@@ -376,35 +388,55 @@ class TCAVResult:
         return self.p_value < alpha / n_tests
 
 
-def tcav_test(model: nn.Module, layer: nn.Module | str, images: torch.Tensor, target: int,
-              concept_images: torch.Tensor, random_sets: Sequence[torch.Tensor], c: float = 1.0, seed: int = 0,
-              random_acts: Sequence[torch.Tensor] | None = None) -> TCAVResult:
-    """TCAV with the significance test of Kim et al. (2018): a CAV of the concept against each of the K random
-    sets, and (the null) a CAV of random set 0 against each of the other random sets, each on all of its
-    activations (accuracy: :func:`train_cav`'s held-out split); TCAV scores of ``images`` (N, 3, H, W) for class
-    ``target``; a two-sided t-test (Welch) of the K concept scores against the K - 1 random scores. Needs K >= 3.
-    ``random_acts``: the random sets' activations at ``layer``, if already computed (they are reused across
-    concepts)."""
+def welch_test(scores: Sequence[float], null: Sequence[float]) -> tuple[float, float]:
+    """Two-sided Welch t-test of concept TCAV scores against random ones: (t, p). Two constant samples give
+    (0, 1) when equal and (inf, 0) when not (scipy would return NaN)."""
     from scipy import stats
 
+    if np.std(scores) == 0 and np.std(null) == 0:
+        return (0.0, 1.0) if np.mean(scores) == np.mean(null) else (math.copysign(math.inf, np.mean(scores) -
+                                                                                np.mean(null)), 0.0)
+    t, p = stats.ttest_ind(scores, null, equal_var=False)
+    return float(t), float(p)
+
+
+def tcav_table(model: nn.Module, layers: Sequence[str], class_images: dict[int, torch.Tensor],
+               concept_images: dict[str, torch.Tensor], random_sets: Sequence[torch.Tensor], c: float = 1.0,
+               seed: int = 0, test_fraction: float = 0.3) -> dict[tuple[str, int, str], TCAVResult]:
+    """TCAV with the significance test of Kim et al. (2018), for every concept, class and layer.
+
+    At each layer: one CAV of each concept against each of the K random sets and, as the null, one CAV of random
+    set 0 against each other random set (:func:`train_cav`: fitted on ``1 - test_fraction`` of both sets, its
+    accuracy measured on the rest); the gradients of each class's logit for its images (``class_images``: class
+    index -> images (N, 3, H, W)) are computed once and reused for every CAV. The K concept scores are compared
+    with the K - 1 null scores by a two-sided Welch t-test. Needs K >= 3. Returns ``{(concept, class, layer):
+    TCAVResult}``."""
     if len(random_sets) < 3:
         raise ValueError(f"the t-test needs at least 3 random sets, got {len(random_sets)}")
-    acts_c = layer_activations(model, layer, concept_images)
-    acts_r = list(random_acts) if random_acts is not None else [layer_activations(model, layer, r)
-                                                               for r in random_sets]
+    out: dict[tuple[str, int, str], TCAVResult] = {}
+    for layer in layers:
+        acts_r = [layer_activations(model, layer, r) for r in random_sets]
+        null_cavs = [train_cav(acts_r[0], r, test_fraction, seed + 1000 + k, c) for k, r in enumerate(acts_r[1:])]
+        concept_cavs = {}
+        for name, imgs in concept_images.items():
+            acts_c = layer_activations(model, layer, imgs)
+            concept_cavs[name] = [train_cav(acts_c, r, test_fraction, seed + k, c) for k, r in enumerate(acts_r)]
+        for cls, imgs in class_images.items():
+            grad = layer_gradients(model, layer, imgs, cls)
+            null = [tcav_score(grad @ v.vector) for v in null_cavs]
+            for name, cavs in concept_cavs.items():
+                scores = [tcav_score(grad @ v.vector) for v in cavs]
+                t, p = welch_test(scores, null)
+                out[name, cls, layer] = TCAVResult(scores, null, [v.accuracy for v in cavs], t, p)
+    return out
 
-    def score(a: torch.Tensor, b: torch.Tensor) -> float:
-        vector, _ = fit_cav(a, b, c)
-        return tcav_score(directional_derivatives(model, layer, images, target, vector))
 
-    scores = [score(acts_c, r) for r in acts_r]
-    accuracies = [train_cav(acts_c, r, seed=seed + k, c=c).accuracy for k, r in enumerate(acts_r)]
-    null = [score(acts_r[0], r) for r in acts_r[1:]]
-    if np.std(scores) == 0 and np.std(null) == 0:
-        t, p = (0.0, 1.0) if np.mean(scores) == np.mean(null) else (math.inf, 0.0)
-    else:
-        t, p = stats.ttest_ind(scores, null, equal_var=False)
-    return TCAVResult(scores, null, accuracies, float(t), float(p))
+def tcav_test(model: nn.Module, layer: str, images: torch.Tensor, target: int, concept_images: torch.Tensor,
+              random_sets: Sequence[torch.Tensor], c: float = 1.0, seed: int = 0) -> TCAVResult:
+    """:func:`tcav_table` for one concept (images (Nc, 3, H, W)), one class ``target`` (its images (N, 3, H, W))
+    and one layer."""
+    res = tcav_table(model, [layer], {target: images}, {"concept": concept_images}, random_sets, c, seed)
+    return res["concept", target, layer]
 
 
 class _SklearnCAVClassifier:

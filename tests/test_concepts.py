@@ -129,13 +129,23 @@ def test_tcav_significance(small_cnn: nn.Module) -> None:
 
     images = concepts.make_concept("noise", 10, seed=9)
     randoms = [concepts.make_concept("noise", 12, seed=200 + k) for k in range(4)]
-    res = concepts.tcav_test(small_cnn, "features.4", images, 0, concepts.make_concept("dots", 12), randoms)
+    dots = concepts.make_concept("dots", 12)
+    res = concepts.tcav_test(small_cnn, "features.4", images, 0, dots, randoms)
     assert len(res.scores) == 4 and len(res.random_scores) == 3 and len(res.accuracies) == 4
     assert all(0 <= s <= 1 for s in res.scores + res.random_scores)
     if max(res.scores) > min(res.scores) or max(res.random_scores) > min(res.random_scores):
         t, p = stats.ttest_ind(res.scores, res.random_scores, equal_var=False)
         assert res.p_value == pytest.approx(p) and res.t_statistic == pytest.approx(t)
     assert res.significant(alpha=1.0, n_tests=1) == (res.p_value < 1.0)
+    # the table reuses gradients across CAVs: the same numbers as one test at a time, by hand
+    table = concepts.tcav_table(small_cnn, ["features.4"], {0: images, 2: images}, {"dots": dots}, randoms)
+    assert table["dots", 0, "features.4"].scores == res.scores
+    cav = concepts.train_cav(concepts.layer_activations(small_cnn, "features.4", dots),
+                             concepts.layer_activations(small_cnn, "features.4", randoms[1]), seed=1)
+    by_hand = concepts.tcav_score(concepts.directional_derivatives(small_cnn, "features.4", images, 2, cav.vector))
+    assert table["dots", 2, "features.4"].scores[1] == by_hand
+    assert concepts.welch_test([0.5, 0.5], [0.5, 0.5]) == (0.0, 1.0)
+    assert concepts.welch_test([1.0, 1.0], [0.5, 0.5])[1] == 0.0
     with pytest.raises(ValueError, match="at least 3"):
         concepts.tcav_test(small_cnn, "features.4", images, 0, images, randoms[:2])
 
