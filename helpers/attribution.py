@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .validation import check_images
+
 __all__ = [
     "IG_METHODS",
     "SMOOTHGRAD_VARIANTS",
@@ -76,13 +78,7 @@ SMOOTHGRAD_VARIANTS = ("mean", "squared", "vargrad")
 
 
 def _check_input(x: torch.Tensor, name: str = "x") -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}; add a batch dimension with "
-                         f"{name}.unsqueeze(0) for a single image")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (normalised images), got {x.dtype}")
+    check_images(x, name)
 
 
 def class_indices(target: Target, batch: int, num_classes: int | None = None,

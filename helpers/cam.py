@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attribution import class_indices
+from .validation import check_images
 
 __all__ = [
     "ActivationsAndGradients",
@@ -169,13 +170,7 @@ def _targets(target: Any, batch: int, logits: torch.Tensor | None = None) -> tor
 
 
 def _check_images(x: Any) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected images as a torch.Tensor (B, C, H, W), got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(x.shape)}"
-                         + (" -- add a batch dimension with x[None]" if x.ndim == 3 else ""))
-    if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point (normalised) image tensor, got {x.dtype}")
+    check_images(x, "images")
 
 
 def cam(features: torch.Tensor, fc_weight: torch.Tensor, target: Any) -> torch.Tensor:

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import env
+from .validation import check_images
 
 __all__ = [
     "IMAGENET_COLOR_SQRT",
@@ -273,10 +274,7 @@ def standard_transforms(size: int = 128) -> list[Callable[[Tensor, torch.Generat
 
 
 def _check_images(x: Tensor) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected a tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(x.shape)}")
+    check_images(x, "images", floating=False)
 
 
 def l2_penalty(x: Tensor, center: float = 0.5) -> Tensor:
