@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .validation import check_images
+
 __all__ = [
     "ViTConfig",
     "CNNConfig",
@@ -374,12 +376,7 @@ class CourseCNN(nn.Module):
 
 
 def _check_images(x: torch.Tensor, channels: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor of shape (B, {channels}, H, W), got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(f"expected images of shape (B, {channels}, H, W), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point tensor (normalised images), got {x.dtype}")
+    check_images(x, "images", channels=channels)
 
 
 def build_model(config: ViTConfig | CNNConfig | dict) -> nn.Module:

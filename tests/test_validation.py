@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import attribution, cam, featvis
+from helpers import attribution, cam, cifar_models, featvis
 from helpers.validation import check_images
 
 
@@ -33,3 +33,5 @@ def test_the_modules_share_it() -> None:
     for fn in (attribution._check_input, cam._check_images, featvis._check_images):
         with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
             fn(x)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        cifar_models._check_images(x, 3)
