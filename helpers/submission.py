@@ -80,7 +80,9 @@ FIGURES_DIR = "submission_figures"
 PLACEHOLDER = "YOUR ANSWER HERE"
 METADATA_KEY = "xai_submission"
 
-_TOSUBMIT = re.compile(r"^\s*\*\*TOSUBMIT\s+(\d+)\.(\d+)\*\*[ \t]*(?:\*\(\s*(\d+(?:\.\d+)?)\s*points?\s*\)\*)?[ \t]*")
+# the same header as tools/course.py: **TOSUBMIT N.M** *(P points)* or *(P points, note)*, e.g. "homework"
+_TOSUBMIT = re.compile(
+    r"^\s*\*\*TOSUBMIT\s+(\d+)\.(\d+)\*\*[ \t]*(?:\*\(\s*(\d+(?:\.\d+)?)\s*points?\s*(?:,\s*([^)]*?))?\s*\)\*)?[ \t]*")
 _MARKER_LINE = re.compile(r"^\s*#{0,3}\s*(BEGIN|END) SOLUTION\s*$", re.MULTILINE)
 _ATTACH_LINE = re.compile(r"^#\s*ATTACH\s+(\d+\.\d+)\s*$", re.IGNORECASE)
 _FIGURE_FILE = re.compile(r"^(\d+\.\d+)_(\d+)\.png$")
@@ -105,6 +107,7 @@ class Question:
     attachments: dict[str, bytes] = field(default_factory=dict)  # pasted images of the answer cell (name -> PNG)
     figures: list[bytes] = field(default_factory=list)  # all figures: attach()-ed ones, then # ATTACH cells'
     attached: list[bytes] = field(default_factory=list)  # the attach()-ed ones only (embedded in export's copy)
+    note: str = ""  # the header's note after the points, e.g. "homework"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -199,7 +202,7 @@ def read_questions(nb: dict | str | Path) -> list[Question]:
             attachments = _cell_attachments(nxt)
         answered = bool(re.search(r"\w", answer)) and not (is_code and not answer.strip())
         questions.append(Question(number, points, src[m.end():].strip(), answer if answered else "", answered,
-                                  is_code, attachments))
+                                  is_code, attachments, note=(m.group(4) or "").strip()))
     if not questions:
         raise SubmissionError(f"{where} has no **TOSUBMIT N.M** question: is it a course notebook?")
     return questions
@@ -1014,11 +1017,11 @@ class _Writer:
         pdf.ln(2)
 
 
-def _points(p: float | None) -> str:
+def _points(p: float | None, note: str = "") -> str:
     if p is None:
         return ""
     p_txt = f"{p:g}"
-    return f" ({p_txt} point{'' if p == 1 else 's'})"
+    return f" ({p_txt} point{'' if p == 1 else 's'}{', ' + note if note else ''})"
 
 
 @dataclass
@@ -1082,7 +1085,7 @@ def _build(nb: dict, name: str, student_id: str, base_dir: Path, stem: str, sour
             pdf.add_page()
         w.font("body", "B", 13)
         pdf.set_text_color(*_BLUE)
-        pdf.multi_cell(0, 7, w.clean(f"Question {q.number}{_points(q.points)}"), align="L", new_x="LMARGIN",
+        pdf.multi_cell(0, 7, w.clean(f"Question {q.number}{_points(q.points, q.note)}"), align="L", new_x="LMARGIN",
                        new_y="NEXT")
         pdf.set_text_color(0, 0, 0)
         pdf.ln(1)

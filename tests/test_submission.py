@@ -367,3 +367,29 @@ def test_cli(tmp_path):
     r = _cli("--batch", str(folder), "--out", str(tmp_path / "b"), cwd=tmp_path)
     assert r.returncode == 1  # broken.ipynb failed; the others were built
     assert (tmp_path / "b" / "answers.csv").exists() and len(list((tmp_path / "b").glob("*.pdf"))) == 3
+
+
+def test_every_solution_question_has_the_points_and_note_of_tools_course() -> None:
+    """helpers.submission parses each question header like tools/course.py (2.4 is '*(5 points, homework)*': its
+    points were None and missing from the PDF's total)."""
+    import importlib.util
+
+    import nbformat
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("_course_tool", root / "tools" / "course.py")
+    course = importlib.util.module_from_spec(spec)
+    sys.modules["_course_tool"] = course
+    spec.loader.exec_module(course)
+    from helpers import submission
+
+    paths = sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    assert paths
+    for path in paths:
+        ours = submission.read_questions(path)
+        theirs = course.parse(nbformat.read(path, as_version=4), path).questions
+        assert [(q.number, q.points, q.note) for q in ours] == [(q.number, float(q.points), q.note) for q in theirs]
+        assert all(q.points is not None for q in ours), path.name
+    two = {q.number: q for q in submission.read_questions(root / "solutions" / "02_attention.ipynb")}
+    assert (two["2.4"].points, two["2.4"].note) == (5.0, "homework")
+    assert submission._points(5.0, "homework") == " (5 points, homework)"
