@@ -897,8 +897,28 @@ class _Writer:
                 style = ("B" if (r.bold or bold) else "") + ("I" if (r.italic or r.math) else "")
                 self.font("body", style, size)
                 self.pdf.set_text_color(*(_BLUE if r.link else color))
-            self.pdf.write(_LINE * size / _BODY_SIZE, self.clean(r.text), link=r.link if r.link else "")
+            self._write_words(_LINE * size / _BODY_SIZE, self.clean(r.text), r.link or "")
         self.pdf.set_text_color(0, 0, 0)
+
+    def _write_words(self, h: float, text: str, link: str = "") -> None:
+        """``pdf.write`` word by word: a word that does not fit in the rest of the line starts a new line.
+
+        fpdf's own ``write`` breaks such a word in the middle ("sensit / ivity") when the line began with another
+        run (a bold word, inline code), because it only wraps at spaces inside the text of one call."""
+        pdf = self.pdf
+        usable = pdf.w - pdf.l_margin - pdf.r_margin
+        for token in re.findall(r"[^\S\n]*\S+[^\S\n]*|\n|[^\S\n]+", text):
+            word = token.strip()
+            if word:
+                width = pdf.get_string_width(word)
+                at_start = pdf.get_x() <= pdf.l_margin + 0.01
+                right = pdf.w - pdf.r_margin - 2 * pdf.c_margin - 0.2  # fpdf keeps a cell margin
+                if not at_start and width <= usable and pdf.get_x() + width > right:
+                    pdf.ln(h)
+                    token = token.lstrip()
+            elif token != "\n" and pdf.get_x() <= pdf.l_margin + 0.01:
+                continue  # no spaces at the start of a line
+            pdf.write(h, token, link=link)
 
     def paragraph(self, text: str, size: float = _BODY_SIZE, color: tuple = (0, 0, 0), bold: bool = False) -> None:
         self.pdf.set_x(self.pdf.l_margin)

@@ -393,3 +393,25 @@ def test_every_solution_question_has_the_points_and_note_of_tools_course() -> No
     two = {q.number: q for q in submission.read_questions(root / "solutions" / "02_attention.ipynb")}
     assert (two["2.4"].points, two["2.4"].note) == (5.0, "homework")
     assert submission._points(5.0, "homework") == " (5 points, homework)"
+
+
+def test_words_wrap_whole_across_styled_runs(tmp_path) -> None:
+    """fpdf's write() broke a word that did not fit at the end of a line in the middle ("sensit / ivity") when a
+    styled run (bold, italic, code) started on that line; words must wrap whole."""
+    words = ["sensitivity", "completeness", "forward", "attribution", "gradient", "saliency", "baseline"]
+    parts = []
+    for i in range(60):
+        w = words[i % len(words)]
+        parts.append(f"**{w}**" if i % 5 == 0 else f"`{w}`" if i % 7 == 0 else f"*{w}*" if i % 3 == 0 else w)
+    nb = new_notebook()
+    nb.cells = [new_markdown_cell("# 99 · Wrapping"), new_markdown_cell("**TOSUBMIT 99.1** *(1 point)* Wrap."),
+                new_markdown_cell(" ".join(parts) + ".")]
+    path = tmp_path / f"{STEM}.ipynb"
+    nbformat.write(nb, path)
+    _, pages = pdf_text(submission.build_pdf(path, NAME, "s1"))
+    text = "\n".join(pages)
+    body = text[text.index("Wrap.") + len("Wrap."):]
+    tokens = [t.strip(".") for t in body.split() if t.strip(".")]
+    broken = [t for t in tokens if t.isalpha() and t.islower() and t not in words + ["page"]]  # body: lower-case
+    assert not broken, f"words broken at line ends: {broken[:6]}"
+    assert sum(t in words for t in tokens) == 60
