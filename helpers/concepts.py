@@ -10,6 +10,7 @@
   the share that is > 0.
 * :func:`tcav_table` / :func:`tcav_test`: TCAV scores against many random sets, random-vs-random scores (the
   null), and the two-sided t-test, for every concept, class and layer (gradients computed once per class).
+* :func:`plot_tcav`: the scores of a class as bars per concept and layer, with the null.
 * :func:`captum_tcav`: the same with captum's ``TCAV``, in a fresh temporary cache folder per call (captum caches
   activations and CAVs on disk by model id, concept name/id and layer, and silently reuses a stale cache when
   the concept images change under the same name and id).
@@ -53,6 +54,7 @@ __all__ = [
     "tcav_table",
     "tcav_test",
     "captum_tcav",
+    "plot_tcav",
 ]
 
 
@@ -523,3 +525,34 @@ def captum_tcav(model: nn.Module, layers: Sequence[str], images: torch.Tensor, t
         for la in layers:
             out[owner][la].append(float(raw[key][la]["sign_count"][0]))
     return out
+
+
+def plot_tcav(results: dict[tuple[str, int, str], TCAVResult], concept: Sequence[str], cls: int, layers: Sequence[str],
+              class_name: str = "", n_tests: int = 1, alpha: float = 0.05, ax: Any = None) -> Any:
+    """Bars: the mean TCAV score of each concept (groups) at each layer (bars), error bars one standard deviation
+    over the random sets; grey dots: the random-vs-random scores (the null); bars whose test is not significant at
+    ``alpha / n_tests`` (Bonferroni) are hatched and pale. ``results`` from :func:`tcav_table`. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.4 * len(concept) * max(1, len(layers)) / 2 + 2, 3.2))
+    width = 0.8 / len(layers)
+    colours = plt.get_cmap("viridis")(np.linspace(0.15, 0.85, len(layers)))
+    for j, layer in enumerate(layers):
+        for i, name in enumerate(concept):
+            r = results[name, cls, layer]
+            x = i + (j - (len(layers) - 1) / 2) * width
+            sig = r.significant(alpha, n_tests)
+            ax.bar(x, r.mean, width * 0.95, yerr=float(np.std(r.scores)), color=colours[j], capsize=2,
+                   alpha=1.0 if sig else 0.35, hatch=None if sig else "//", edgecolor="black", lw=0.5,
+                   label=layer if i == 0 else None)
+            ax.scatter(np.full(len(r.random_scores), x), r.random_scores, s=6, color="grey", zorder=3)
+    ax.axhline(0.5, color="black", lw=0.8, ls=":")
+    ax.set_xticks(range(len(concept)))
+    ax.set_xticklabels(concept, fontsize=8, rotation=20)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("TCAV score")
+    ax.set_title(f"class {class_name or cls}: hatched = not significant (p >= {alpha:g}/{n_tests}); "
+                 "grey = random CAVs", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    return ax.figure

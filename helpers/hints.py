@@ -59,6 +59,13 @@ HINTS: dict[str, str] = {
     "round(k * H * W / steps) pixels come from the substrate; record the softmax probability of the target",
     "7.4": "rank the pixels of each map (all channels of a pixel together), keep the top round(fraction * H * W) and "
     "set all C channels there to fill",
+    # 08 Concepts and uncertainty
+    "8.1": "concept rows get label 1, random rows 0; divide every row by the mean row norm before fitting; return "
+    "coef_[0] divided by its norm (it already points towards label 1)",
+    "8.2": "conf, pred = probs.max(1); bin m holds ((m-1)/M, m/M]; weight each bin's |accuracy - mean confidence| "
+    "by its share of ALL the images (empty bins add 0)",
+    "8.3": "total = entropy of the mean over members (axis 0); mutual information = total minus the mean of the "
+    "members' entropies; natural log, 0 log 0 = 0",
 }
 
 
