@@ -200,3 +200,24 @@ def test_check_8_3_rejects_wrong_decomposition() -> None:
     assert _status("8.3", right, reference, (probs,)) == "passed"
     assert _status("8.3", swapped, reference, (probs,)) == "failed"
     assert _status("8.3", log2, reference, (probs,)) == "failed"
+
+
+def test_shipped_ensemble_card_and_loading() -> None:
+    """The members are in the manifest, load (SHA-256, weights_only) as quarter-width CNNs, and the model card's
+    table quotes what the manifest records."""
+    import json
+
+    from helpers import checkpoints
+
+    manifest = json.loads((checkpoints.CHECKPOINT_DIR / "manifest.json").read_text())
+    card = (checkpoints.CHECKPOINT_DIR / "README.md").read_text()
+    for name in uncertainty.ENSEMBLE_MEMBERS:
+        entry = manifest[name]
+        row = next(line for line in card.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"**{100 * entry['val_accuracy']:.1f} %** ({entry['val_accuracy']:.4f})" in row, row
+        assert f"| {entry['epochs']} | {entry['train_minutes']:.1f} |" in row, row
+        assert entry["dropout"] == uncertainty.DROPOUT_P
+    models = uncertainty.load_ensemble()
+    assert [m.config.widths for m in models] == [(16, 32, 64, 128)] * len(uncertainty.ENSEMBLE_MEMBERS)
+    total = sum((checkpoints.CHECKPOINT_DIR / e["file"]).stat().st_size for e in manifest.values())
+    assert total < 40_000_000, total  # the course's limit for all shipped checkpoints together
