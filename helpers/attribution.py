@@ -403,7 +403,9 @@ def expected_ig(
     return_baselines: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Integrated Gradients averaged over ``n_baselines`` random baselines, each drawn anew per trial from one
-    generator seeded with ``seed`` (cf. Expected Gradients, Erion et al., 2021; Sturmfels et al., 2020).
+    generator seeded with ``seed``. With the default uniform-noise baselines this is the averaged noise baseline
+    of Sturmfels et al. (2020); Expected Gradients (Erion et al., 2021) instead draws the baselines from the data
+    (pass a ``sampler`` that returns training images) and also samples the position on the path.
 
     ``sampler(x, generator) -> baseline (B, C, H, W)``; default: :func:`uniform_baseline` with ``mean``/``std``.
     Returns the mean attribution ``(B, C, H, W)``, plus the baselines ``(n_baselines, B, C, H, W)`` when
@@ -596,11 +598,15 @@ def show_attribution(
     """Show one attribution map ``(C, H, W)`` (or an already aggregated ``(H, W)``) on ``ax`` and return the figure.
 
     Channels are aggregated with ``how``, then :func:`normalize_attribution` (``signed``, ``percentile``): signed
-    maps use the diverging ``bwr`` colormap in ``[-1, 1]`` (red: positive evidence), absolute maps ``inferno`` in
-    ``[0, 1]``. ``overlay=True`` blends the map over ``image`` (``(3, H, W)`` or ``(H, W, 3)`` in [0, 1]) with
-    ``helpers.plotting.overlay_heatmap``.
+    maps use the diverging :data:`helpers.plotting.SIGNED_CMAP` in ``[-1, 1]`` (red: positive evidence), absolute
+    maps the perceptually uniform :data:`helpers.plotting.UNSIGNED_CMAP` in ``[0, 1]``, so every panel drawn by it
+    is on the same scale (value / its ``percentile``-th percentile of |value|) and one
+    ``helpers.plotting.shared_colorbar`` describes them all. ``overlay=True`` blends the map over ``image``
+    (``(3, H, W)`` or ``(H, W, 3)`` in [0, 1]) with ``helpers.plotting.overlay_heatmap``.
     """
     import matplotlib.pyplot as plt
+
+    from .plotting import SIGNED_CMAP, UNSIGNED_CMAP
 
     a = attr.detach().cpu()
     m = aggregate_channels(a, how) if a.ndim == 3 else a
@@ -621,11 +627,12 @@ def show_attribution(
             raise ValueError("overlay=True needs the image")
         from .plotting import overlay_heatmap
 
-        overlay_heatmap(img, m, ax=ax, alpha=alpha, cmap="bwr" if signed else "inferno", signed=signed)
+        overlay_heatmap(img, m, ax=ax, alpha=alpha, cmap=SIGNED_CMAP if signed else UNSIGNED_CMAP, signed=signed,
+                        limits=(-1.0, 1.0) if signed else (0.0, 1.0))
     elif signed:
-        ax.imshow(m, cmap="bwr", vmin=-1, vmax=1)
+        ax.imshow(m, cmap=SIGNED_CMAP, vmin=-1, vmax=1)
     else:
-        ax.imshow(m, cmap="inferno", vmin=0, vmax=1)
+        ax.imshow(m, cmap=UNSIGNED_CMAP, vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
