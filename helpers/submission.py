@@ -11,7 +11,7 @@ Conventions (see CONTRIBUTING.md for how questions are written):
 
 * A question is a markdown cell that starts with ``**TOSUBMIT N.M** *(P points)*``; the NEXT cell is its answer
   cell. An answer cell that is empty or still only says ``YOUR ANSWER HERE`` is NOT ANSWERED. In a solution
-  notebook the ``### BEGIN SOLUTION`` / ``### END SOLUTION`` marker lines are dropped (the PDF of a solution
+  notebook the solution marker lines (:data:`helpers.convention.BEGIN` / ``END``) are dropped (the PDF of a solution
   notebook is the answer key).
 * Figures of question N.M come from (in this order):
 
@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import course
+from . import convention, course
 
 __all__ = [
     "SubmissionError",
@@ -77,13 +77,9 @@ __all__ = [
 ]
 
 FIGURES_DIR = "submission_figures"
-PLACEHOLDER = "YOUR ANSWER HERE"
+PLACEHOLDER = convention.PLACEHOLDER
 METADATA_KEY = "xai_submission"
 
-# the same header as tools/course.py: **TOSUBMIT N.M** *(P points)* or *(P points, note)*, e.g. "homework"
-_TOSUBMIT = re.compile(
-    r"^\s*\*\*TOSUBMIT\s+(\d+)\.(\d+)\*\*[ \t]*(?:\*\(\s*(\d+(?:\.\d+)?)\s*points?\s*(?:,\s*([^)]*?))?\s*\)\*)?[ \t]*")
-_MARKER_LINE = re.compile(r"^\s*#{0,3}\s*(BEGIN|END) SOLUTION\s*$", re.MULTILINE)
 _ATTACH_LINE = re.compile(r"^#\s*ATTACH\s+(\d+\.\d+)\s*$", re.IGNORECASE)
 _FIGURE_FILE = re.compile(r"^(\d+\.\d+)_(\d+)\.png$")
 _QUESTION_NUMBER = re.compile(r"^\d+\.\d+$")
@@ -115,9 +111,7 @@ class Question:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _source(cell: dict) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
+_source = convention.cell_source
 
 
 def _load_notebook(path: str | Path) -> dict:
@@ -145,15 +139,7 @@ def _validate_notebook(nb: Any, where: str) -> None:
             raise SubmissionError(f"{where}: cell {i} is malformed")
 
 
-def _clean_answer(text: str) -> str:
-    text = _MARKER_LINE.sub("", text)
-    lines = []
-    for line in text.splitlines():
-        stripped = re.sub(r"[\s*_#>`]", "", line)
-        if stripped.upper() == PLACEHOLDER.replace(" ", ""):
-            continue  # the placeholder line, possibly decorated
-        lines.append(re.sub(re.escape(PLACEHOLDER), "", line, flags=re.IGNORECASE))
-    return "\n".join(lines).strip("\n")
+_clean_answer = convention.clean_answer
 
 
 def _cell_attachments(cell: dict) -> dict[str, bytes]:
@@ -186,46 +172,36 @@ def read_questions(nb: dict | str | Path) -> list[Question]:
         if cell.get("cell_type") != "markdown":
             continue
         src = _source(cell)
-        m = _TOSUBMIT.match(src)
+        m = convention.parse_header(src)
         if not m:
             continue
-        number = f"{int(m.group(1))}.{int(m.group(2))}"
+        number = m.number
         if number in seen:
             raise SubmissionError(f"{where}: question {number} appears twice (cell {i}); delete the duplicate cell")
         seen.add(number)
-        points = float(m.group(3)) if m.group(3) else None
+        points = m.points
         answer, is_code, attachments = "", False, {}
         nxt = cells[i + 1] if i + 1 < len(cells) else None
-        if nxt is not None and not (nxt.get("cell_type") == "markdown" and _TOSUBMIT.match(_source(nxt))):
+        if nxt is not None and not (nxt.get("cell_type") == "markdown" and convention.parse_header(_source(nxt))):
             is_code = nxt.get("cell_type") == "code"
             answer = _clean_answer(_source(nxt)) if not is_code else _source(nxt).strip("\n")
             attachments = _cell_attachments(nxt)
         answered = bool(re.search(r"\w", answer)) and not (is_code and not answer.strip())
-        questions.append(Question(number, points, src[m.end():].strip(), answer if answered else "", answered,
-                                  is_code, attachments, note=(m.group(4) or "").strip()))
+        questions.append(Question(number, points, src[m.end:].strip(), answer if answered else "", answered,
+                                  is_code, attachments, note=m.note))
     if not questions:
         raise SubmissionError(f"{where} has no **TOSUBMIT N.M** question: is it a course notebook?")
     return questions
 
 
 def _notebook_title(nb: dict, fallback: str) -> str:
-    for cell in nb["cells"]:
-        if cell.get("cell_type") != "markdown":
-            continue
-        for line in _source(cell).splitlines():
-            if line.startswith("[!["):
-                continue  # Colab badges
-            m = re.match(r"^#\s+(.+?)\s*#*\s*$", line)
-            if m:
-                return m.group(1)
-        break
-    return fallback
+    return convention.title_line(nb["cells"]) or fallback
 
 
 def _notebook_number(nb: dict, questions: Sequence[Question]) -> int:
-    m = re.match(r"^(\d+)", _notebook_title(nb, ""))
-    if m:
-        return int(m.group(1))
+    number, _ = convention.split_title(_notebook_title(nb, ""))
+    if number is not None:
+        return number
     return int(questions[0].number.split(".")[0])
 
 
@@ -1040,8 +1016,7 @@ class _Writer:
 def _points(p: float | None, note: str = "") -> str:
     if p is None:
         return ""
-    p_txt = f"{p:g}"
-    return f" ({p_txt} point{'' if p == 1 else 's'}{', ' + note if note else ''})"
+    return f" ({convention.format_points(p, note)})"
 
 
 @dataclass

@@ -24,10 +24,12 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from helpers import convention  # noqa: E402  (the notebook convention, shared with helpers.submission)
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-TOSUBMIT = re.compile(r"^\*\*TOSUBMIT (\d+)\.(\d+)\*\*\s*(?:\*\((\d+) points?(?:, ([^)]*))?\)\*)?")
-NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
+BEGIN, END = convention.BEGIN, convention.END
+NAME = convention.NOTEBOOK_NAME
 SCHEDULE_START, SCHEDULE_END = "<!-- schedule:start -->", "<!-- schedule:end -->"
 BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 SOLUTION_NOTE = "*Solution notebook, for instructors: not part of the student release (`make release`).*"
@@ -105,7 +107,7 @@ def badges_line(root: Path, name: str, solution: bool = False) -> str:
 @dataclass
 class Question:
     number: str  # "N.M"
-    points: int
+    points: float
     text: str  # the question, without the TOSUBMIT prefix
     section: str
     answer: str  # the model answer (between the markers)
@@ -123,26 +125,10 @@ class NotebookInfo:
 
 def _split_regions(source: str, where: str) -> list[tuple[bool, list[str]]]:
     """Split a cell's lines into (is_solution, lines) runs; raise on unbalanced or nested markers."""
-    runs: list[tuple[bool, list[str]]] = [(False, [])]
-    inside = False
-    for line in source.splitlines():
-        s = line.strip()
-        if s == BEGIN:
-            if inside:
-                raise CourseError(f"{where}: nested {BEGIN}")
-            inside = True
-            runs.append((True, [line]))
-        elif s == END:
-            if not inside:
-                raise CourseError(f"{where}: {END} without {BEGIN}")
-            runs[-1][1].append(line)
-            inside = False
-            runs.append((False, []))
-        else:
-            runs[-1][1].append(line)
-    if inside:
-        raise CourseError(f"{where}: {BEGIN} without {END}")
-    return [r for r in runs if r[1]]
+    try:
+        return convention.split_regions(source, where)
+    except convention.ConventionError as exc:
+        raise CourseError(str(exc)) from exc
 
 
 def parse(nb, path: Path) -> NotebookInfo:
@@ -153,8 +139,7 @@ def parse(nb, path: Path) -> NotebookInfo:
     cells = nb.cells
     if not cells or cells[0].cell_type != "markdown" or not cells[0].source.startswith("# "):
         raise CourseError(f"{path.name}: the first cell must be a markdown title cell starting with '# '")
-    title = cells[0].source.splitlines()[0][2:].strip()
-    title = re.sub(r"^\d+\s*[·:.-]\s*", "", title)
+    _, title = convention.split_title(cells[0].source.splitlines()[0][2:])
     head = "\n".join(c.source for c in cells[:3] if c.cell_type == "markdown")
     tm = re.search(r"\*\*Time:\*\*\s*(~?\s*\d+(?:\s*[-–]\s*\d+)?\s*(?:min|minutes|h|hours)\b)", head)
     info = NotebookInfo(path, number, title, tm.group(1).strip() if tm else "")
@@ -173,13 +158,13 @@ def parse(nb, path: Path) -> NotebookInfo:
         for line in cell.source.splitlines():
             if line.startswith("## "):
                 section = line[3:].strip()
-        q = TOSUBMIT.match(cell.source)
-        if cell.source.lstrip().startswith("**TOSUBMIT") and not q:
+        q = convention.parse_header(cell.source)
+        if convention.looks_like_question(cell.source) and not q:
             raise CourseError(f"{where}: malformed question header; use '**TOSUBMIT N.M** *(P points)* ...'")
         if not q:
             continue
-        n, mm, pts = int(q.group(1)), int(q.group(2)), q.group(3)
-        label = f"{n}.{mm}"
+        n, mm, pts = q.notebook, q.index, q.points
+        label = q.number
         if n != number:
             raise CourseError(f"{where}: TOSUBMIT {label} in notebook {number:02d}: the first number must be {number}")
         if mm != expected_m:
@@ -201,8 +186,8 @@ def parse(nb, path: Path) -> NotebookInfo:
             raise CourseError(f"{where}: TOSUBMIT {label} has an empty model answer")
         if "rubric" not in answer.lower():
             raise CourseError(f"{where}: TOSUBMIT {label}: the model answer needs a '**Rubric.**' part")
-        text = cell.source[q.end() :].strip()
-        info.questions.append(Question(label, int(pts), text, section, answer, q.group(4) or ""))
+        text = cell.source[q.end :].strip()
+        info.questions.append(Question(label, pts, text, section, answer, q.note))
     return info
 
 
@@ -250,9 +235,9 @@ def student_copy(nb, badges: str | None = None):
                 continue
             indent = run[0][: len(run[0]) - len(run[0].lstrip())]
             if cell.cell_type == "code":
-                lines += [f"{indent}# YOUR CODE HERE", f'{indent}raise NotImplementedError("exercise not done yet")']
+                lines += [indent + line for line in convention.CODE_PLACEHOLDER]
             else:
-                lines += ["YOUR ANSWER HERE"]
+                lines += [convention.PLACEHOLDER]
         cell.source = "\n".join(lines)
     return out
 
@@ -270,7 +255,7 @@ def assignments_md(infos: list[NotebookInfo], root: Path) -> str:
         "`NN_slug_<student-id>.pdf` with every question of that notebook, your answers and figures, and",
         "unanswered questions flagged. Hand in that PDF (one per notebook). See notebook 00 for details.",
         "",
-        f"Total: {total} points in {sum(len(i.questions) for i in infos)} questions.",
+        f"Total: {total:g} points in {sum(len(i.questions) for i in infos)} questions.",
         "",
     ]
     for info in infos:
@@ -279,15 +264,14 @@ def assignments_md(infos: list[NotebookInfo], root: Path) -> str:
         pts = sum(q.points for q in info.questions)
         name = info.path.name
         out += [
-            f"## {info.number:02d} · {info.title} ({pts} points)",
+            f"## {info.number:02d} · {info.title} ({pts:g} points)",
             "",
             f"Notebook: [`notebooks/{name}`](notebooks/{name}) · [Open in Colab]({colab_url(root, 'notebooks', name)})",
             "",
         ]
         for q in info.questions:
-            unit = "point" if q.points == 1 else "points"
-            note = f", {q.note}" if q.note else ""
-            out += [f"**{q.number}** ({q.points} {unit}{note}; section *{q.section or 'intro'}*)", ""]
+            points = convention.format_points(q.points, q.note)
+            out += [f"**{q.number}** ({points}; section *{q.section or 'intro'}*)", ""]
             out += ["> " + line if line else ">" for line in q.text.splitlines()]
             out.append("")
     return "\n".join(out).rstrip() + "\n"
@@ -310,7 +294,7 @@ def grading_md(infos: list[NotebookInfo]) -> str:
             continue
         out += [f"## {info.number:02d} · {info.title}", ""]
         for q in info.questions:
-            out += [f"### {q.number} ({q.points} points; section *{q.section or 'intro'}*)", ""]
+            out += [f"### {q.number} ({convention.format_points(q.points)}; section *{q.section or 'intro'}*)", ""]
             out += ["> " + line if line else ">" for line in q.text.splitlines()]
             out += ["", q.answer, ""]
     return "\n".join(out).rstrip() + "\n"
