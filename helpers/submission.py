@@ -27,8 +27,10 @@ Conventions (see CONTRIBUTING.md for how questions are written):
   (``metadata["xai_submission"] = {"name", "student_id", "exported", "figures"}``) and embeds the attached
   figures, so ``build_pdf`` / ``--batch`` rebuild the same PDF from the copy alone.
 * Batch mode (instructors): ``python -m helpers.submission --batch <folder> [--out <folder>]`` builds one PDF per
-  notebook under the folder and ``answers.csv`` (one row per notebook, one column per question: 1 answered,
-  0 not). The student's name and ID are read from, in this order: the notebook metadata written by
+  notebook under the folder, ``answers.csv`` (one row per notebook, one column per question: 1 answered,
+  0 not), ``points.csv`` (the grader's sheet: maximum points, then a row per student to fill in) and
+  ``summary.md`` (who answered what). The student's name and ID are read from, in this order: the notebook
+  metadata written by
   :func:`export`; the literal arguments of the ``submission.export(...)`` call in the notebook (string literals,
   or variables such as ``STUDENT_NAME = "..."`` assigned in a code cell); the file name
   ``<NN_slug>_<student_id>.ipynb`` (ID only).
@@ -1454,9 +1456,17 @@ def _identity(nb: dict, path: Path, slug: str) -> tuple[str, str, str]:
 
 
 def batch(folder: str | Path, out: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Build one PDF per notebook under ``folder`` (recursively) into ``out`` (default: ``folder``) and
-    ``answers.csv`` there: one row per notebook, one column per question (1 answered, 0 not, empty: the notebook
-    has no such question). A notebook that fails gets a row with its error; the others go on. Returns the CSV path.
+    """Build one PDF per notebook under ``folder`` (recursively) into ``out`` (default: ``folder``) and, there:
+
+    * ``answers.csv``: one row per notebook, one column per question (1 answered, 0 not, empty: the notebook has
+      no such question). A notebook that fails gets a row with its error; the others go on;
+    * ``points.csv``: the grader's sheet: a first row with each question's maximum points, then one row per
+      student with a column per question to fill in (0 already written where the question is not answered, empty
+      where it is) and an empty ``total``;
+    * ``summary.md``: who answered what: per question how many answered and who did not; per student the
+      questions left unanswered.
+
+    Returns the path of ``answers.csv``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -1467,6 +1477,7 @@ def batch(folder: str | Path, out: str | Path | None = None, overwrite: bool = F
         raise SubmissionError(f"no .ipynb file under {folder}")
     rows: list[dict[str, Any]] = []
     numbers: set[str] = set()
+    max_points: dict[str, float | None] = {}
     for path in notebooks:
         row: dict[str, Any] = {"file": str(path.relative_to(folder))}
         try:
@@ -1481,6 +1492,7 @@ def batch(folder: str | Path, out: str | Path | None = None, overwrite: bool = F
             for q in built.questions:
                 row[q.number] = int(q.answered)
                 numbers.add(q.number)
+                max_points.setdefault(q.number, q.points)
             target = out_dir / f"{built.slug}_{_safe_id(sid)}.pdf"
             row["pdf"] = target.name
             if target.exists() and not overwrite:
@@ -1500,9 +1512,55 @@ def batch(folder: str | Path, out: str | Path | None = None, overwrite: bool = F
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    ordered = sorted(numbers, key=_qkey)
+    points_path = _write_points_sheet(out_dir / "points.csv", rows, ordered, max_points)
+    summary_path = out_dir / "summary.md"
+    summary_path.write_text(_summary(rows, ordered), encoding="utf-8")
     n_err = sum(str(r["status"]).startswith("error") for r in rows)
-    print(f"{len(rows) - n_err} of {len(rows)} notebooks OK; table of answered questions: {csv_path}")
+    print(f"{len(rows) - n_err} of {len(rows)} notebooks OK; table of answered questions: {csv_path}; "
+          f"grading sheet: {points_path}; who answered what: {summary_path}")
     return csv_path
+
+
+_ID_COLUMNS = ["file", "name", "student_id", "notebook"]
+
+
+def _write_points_sheet(path: Path, rows: list[dict[str, Any]], numbers: list[str],
+                        max_points: dict[str, float | None]) -> Path:
+    """The grader's CSV: the maximum points, then one row per readable notebook (0 where not answered)."""
+    columns = _ID_COLUMNS + numbers + ["total"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        top = {"file": "(max points)", **{n: f"{p:g}" if p is not None else "" for n, p in max_points.items()}}
+        known = [p for p in max_points.values() if p is not None]
+        writer.writerow({**top, "total": f"{sum(known):g}" if known else ""})
+        for r in rows:
+            if "questions" not in r:
+                continue  # the notebook could not be read: no row to grade (answers.csv says why)
+            cells = {n: ("" if r[n] else "0") for n in numbers if n in r}
+            writer.writerow({**{k: r.get(k, "") for k in _ID_COLUMNS}, **cells, "total": ""})
+    return path
+
+
+def _summary(rows: list[dict[str, Any]], numbers: list[str]) -> str:
+    """Markdown: per question who answered (count) and who did not; per student what is missing; failures."""
+    ok = [r for r in rows if "questions" in r]
+    who = lambda r: f"{r.get('name', '(unknown)')} ({r.get('student_id', '?')})"  # noqa: E731
+    out = ["# Submissions: who answered what", "", f"{len(ok)} of {len(rows)} notebooks read.", "",
+           "## Per question", "", "| question | answered | not answered by |", "| --- | --- | --- |"]
+    for n in numbers:
+        has = [r for r in ok if n in r]
+        missing = [who(r) for r in has if not r[n]]
+        out.append(f"| {n} | {len(has) - len(missing)} of {len(has)} | {', '.join(missing) or '-'} |")
+    out += ["", "## Per student", "", "| student | file | answered | not answered |", "| --- | --- | --- | --- |"]
+    for r in ok:
+        missing = [n for n in numbers if n in r and not r[n]]
+        out.append(f"| {who(r)} | {r['file']} | {r['answered']} of {r['questions']} | {', '.join(missing) or '-'} |")
+    failed = [r for r in rows if "questions" not in r]
+    if failed:
+        out += ["", "## Not read", ""] + [f"- {r['file']}: {r['status']}" for r in failed]
+    return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------------------

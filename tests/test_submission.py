@@ -415,3 +415,28 @@ def test_words_wrap_whole_across_styled_runs(tmp_path) -> None:
     broken = [t for t in tokens if t.isalpha() and t.islower() and t not in words + ["page"]]  # body: lower-case
     assert not broken, f"words broken at line ends: {broken[:6]}"
     assert sum(t in words for t in tokens) == 60
+
+
+def test_batch_points_sheet_and_summary(tmp_path, monkeypatch):
+    """Batch mode also writes the grader's sheet (max points, 0 where not answered, empty where to grade) and a
+    summary of who answered what."""
+    monkeypatch.setattr(submission, "_canonical_stem", lambda n: STEM if n == 99 else None)
+    folder = _batch_folder(tmp_path)
+    out = tmp_path / "graded"
+    submission.batch(folder, out)
+    with open(out / "points.csv", encoding="utf-8") as f:
+        sheet = list(csv.DictReader(f))
+    assert list(sheet[0]) == ["file", "name", "student_id", "notebook"] + [f"99.{m}" for m in range(1, 6)] + ["total"]
+    top, students = sheet[0], {r["student_id"]: r for r in sheet[1:]}
+    assert top["file"] == "(max points)" and [top[f"99.{m}"] for m in range(1, 6)] == ["2", "1", "3", "2", "1"]
+    assert top["total"] == "9"
+    assert set(students) == {"1001", "1002", "1003"}  # broken.ipynb has no row to grade
+    assert [students["1002"][f"99.{m}"] for m in range(1, 6)] == ["", "0", "0", "", "0"]  # Ada left 99.3 empty
+    assert [students["1003"][f"99.{m}"] for m in range(1, 6)] == ["", "0", "", "", "0"]
+    assert all(r["total"] == "" for r in students.values())
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "3 of 4 notebooks read." in summary
+    assert "| 99.3 | 2 of 3 | Ada Lovelace (1002) |" in summary
+    assert "| 99.1 | 3 of 3 | - |" in summary
+    assert "| Ada Lovelace (1002) | ada.ipynb | 2 of 5 | 99.2, 99.3, 99.5 |" in summary
+    assert "broken.ipynb: error" in summary
