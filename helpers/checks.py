@@ -14,22 +14,146 @@ unfinished check raises :class:`CheckFailed`, so a broken solution cannot go unn
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import importlib
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import env
 from .hints import hint_for
 
-__all__ = ["CheckFailed", "CheckResult", "check", "check_close", "assert_close"]
+__all__ = [
+    "FORBID_ATTENTION",
+    "FORBID_SOFTMAX",
+    "CheckFailed",
+    "CheckResult",
+    "ForbiddenCall",
+    "assert_close",
+    "check",
+    "check_close",
+    "forbidden",
+]
 
 _SYMBOL = {"passed": "✅ PASS", "failed": "❌ FAIL", "not done": "⏳ TODO"}
 
 
 class CheckFailed(AssertionError):
     """Raised by a check in strict mode (``XAI_STRICT=1``) when it fails or the exercise is not done."""
+
+
+class ForbiddenCall(AssertionError):
+    """Raised when a student's function calls a library function the exercise asks them to write themselves."""
+
+
+# The library shortcuts of exercises 0.1 (softmax) and 1.2 (attention), as dotted paths ``module.attr`` or
+# ``module.Class.attr``. ``nn.Softmax`` and ``nn.MultiheadAttention`` call the functional versions, so they are
+# caught too.
+FORBID_SOFTMAX: tuple[str, ...] = (
+    "torch.softmax",
+    "torch.log_softmax",
+    "torch.special.softmax",
+    "torch.special.log_softmax",
+    "torch.nn.functional.softmax",
+    "torch.nn.functional.log_softmax",
+    "torch.nn.functional.softmin",
+    "torch.nn.functional.gumbel_softmax",
+    "torch.Tensor.softmax",
+    "torch.Tensor.log_softmax",
+)
+FORBID_ATTENTION: tuple[str, ...] = (
+    "torch.nn.functional.scaled_dot_product_attention",
+    "torch.nn.functional.multi_head_attention_forward",
+)
+
+
+def _resolve(dotted: str) -> tuple[Any, str]:
+    """``"torch.nn.functional.softmax"`` -> (the object holding the attribute, ``"softmax"``)."""
+    owner_path, _, attr = dotted.rpartition(".")
+    if not owner_path:
+        raise ValueError(f"forbidden: {dotted!r} is not a dotted path such as 'torch.softmax'")
+    parts = owner_path.split(".")
+    for i in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+        try:
+            owner = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            owner = getattr(owner, part)
+        return owner, attr
+    raise ValueError(f"forbidden: cannot import any prefix of {dotted!r}")
+
+
+def _forbidden_message(dotted: str, why: str) -> str:
+    return f"your function calls `{dotted}`, which this exercise asks you not to use: {why}"
+
+
+def _forbidden_alias(fn: Callable[..., Any], names: Sequence[str]) -> str | None:
+    """The first name in ``names`` whose function ``fn`` reaches under another name (``from torch import softmax``,
+    ``sm = F.softmax`` in the notebook, a closure), which patching the library cannot catch; else ``None``."""
+    originals = {}
+    for dotted in names:
+        owner, attr = _resolve(dotted)
+        if hasattr(owner, attr):
+            originals[id(getattr(owner, attr))] = dotted
+    if not originals:
+        return None
+    if id(fn) in originals:  # e.g. ``attention = F.scaled_dot_product_attention``
+        return originals[id(fn)]
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    globals_ = getattr(fn, "__globals__", {})
+    stack, referenced = [code], []
+    while stack:  # the function's code and the code of functions defined inside it
+        c = stack.pop()
+        referenced += [globals_.get(n) for n in c.co_names]
+        stack += [k for k in c.co_consts if hasattr(k, "co_names")]
+    referenced += [cell.cell_contents for cell in (getattr(fn, "__closure__", None) or ()) if _filled(cell)]
+    return next((originals[id(obj)] for obj in referenced if obj is not None and id(obj) in originals), None)
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - raises ValueError for an empty cell
+    except ValueError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def forbidden(names: Sequence[str], why: str = "write it yourself") -> Iterator[list[str]]:
+    """While the block runs, every function in ``names`` (dotted paths, e.g. :data:`FORBID_SOFTMAX`) raises
+    :class:`ForbiddenCall` with a clear message instead of running. Yields the list of the names that were called
+    (so a call swallowed by a student's ``try``/``except`` is still seen). Everything is restored on exit, also
+    after an exception. Names missing from the installed torch are skipped."""
+    used: list[str] = []
+    patched: list[tuple[Any, str, Any, bool]] = []  # (owner, attr, original, owner defined attr itself)
+
+    def blocker(dotted: str) -> Callable[..., Any]:
+        def blocked(*args: Any, **kwargs: Any) -> Any:
+            used.append(dotted)
+            raise ForbiddenCall(_forbidden_message(dotted, why))
+
+        return blocked
+
+    try:
+        for dotted in names:
+            owner, attr = _resolve(dotted)
+            if not hasattr(owner, attr):
+                continue
+            own = attr in getattr(owner, "__dict__", {})
+            patched.append((owner, attr, getattr(owner, attr) if not own else owner.__dict__[attr], own))
+            setattr(owner, attr, blocker(dotted))
+        yield used
+    finally:
+        for owner, attr, original, own in reversed(patched):
+            if own:
+                setattr(owner, attr, original)
+            else:  # inherited (e.g. Tensor.softmax from TensorBase): remove our override
+                delattr(owner, attr)
 
 
 @dataclass(frozen=True)
@@ -150,18 +274,33 @@ def check_close(
     hint: str | None = None,
     transform: Callable[[Any], Any] | None = None,
     strict: bool | None = None,
+    forbid: Sequence[str] = (),
+    forbid_why: str = "write it yourself",
 ) -> CheckResult:
     """Call ``student_fn(*args, **kwargs)`` and ``reference_fn(*args, **kwargs)`` on separate copies of the inputs
     and compare the outputs with :func:`assert_close`. ``transform`` (e.g. a normalisation) is applied to both
     outputs first. The reference runs first, so an error there is a course bug and is raised as such. ``hint`` as in
-    :func:`check`."""
+    :func:`check`. ``forbid``: dotted names of library functions the student's function must not call (see
+    :func:`forbidden`); calling one fails the check with ``forbid_why`` (the reference may use them)."""
     kwargs = kwargs or {}
     expected = reference_fn(*_copy(args), **_copy(kwargs))
     if transform is not None:
         expected = transform(expected)
 
     def test() -> str:
-        actual = student_fn(*_copy(args), **_copy(kwargs))
+        call_args, call_kwargs = _copy(args), _copy(kwargs)
+        alias = _forbidden_alias(student_fn, forbid)
+        if alias:
+            raise ForbiddenCall(_forbidden_message(alias, forbid_why))
+        with forbidden(forbid, forbid_why) as used:
+            try:
+                actual = student_fn(*call_args, **call_kwargs)
+            except Exception:
+                if used:  # also when the student's code caught our error and then failed otherwise
+                    raise ForbiddenCall(_forbidden_message(used[0], forbid_why)) from None
+                raise
+        if used:  # the student's code caught our error and carried on
+            raise ForbiddenCall(_forbidden_message(used[0], forbid_why))
         if transform is not None:
             actual = transform(actual)
         diff = assert_close(actual, expected, atol, rtol)
