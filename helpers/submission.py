@@ -460,6 +460,9 @@ def latex_to_text(s: str) -> str:
                 out.append(latex_to_text(arg) + _ACCENTS[cmd])
             elif cmd in _SKIP:
                 continue
+            elif cmd in ("begin", "end"):  # environments (aligned, cases, ...): their content only
+                _, i = _latex_group(s, i)
+                out.append(" ")
             elif cmd in _GREEK:
                 out.append(_GREEK[cmd])
             elif cmd in _SYMBOLS:
@@ -477,6 +480,8 @@ def latex_to_text(s: str) -> str:
             i += 1
         elif c == "~":
             out.append(" ")
+            i += 1
+        elif c == "&":  # an alignment point
             i += 1
         else:
             out.append(c)
@@ -763,6 +768,7 @@ _CJK_CANDIDATES = [  # optional fallback fonts for names and answers in scripts 
 _TTF_FILES = {"body": "DejaVuSans.ttf", "bodyB": "DejaVuSans-Bold.ttf", "bodyI": "DejaVuSans-Oblique.ttf",
               "bodyBI": "DejaVuSans-BoldOblique.ttf", "mono": "DejaVuSansMono.ttf"}
 _BODY_SIZE = 10.5
+_MATH_DPI = 300  # display formulas are drawn by mathtext at this resolution
 _LINE = 5.2
 _GREY = (90, 90, 90)
 _RED = (200, 0, 0)
@@ -948,7 +954,11 @@ class _Writer:
                                new_y="NEXT", padding=(1.5, 2, 1.5, 2))
                 pdf.ln(1.5)
             elif kind == "math":
-                self.font("body", "I", _BODY_SIZE)
+                png = _mathtext_png(block[1], color)
+                if png is not None:
+                    self.formula(png)
+                    continue
+                self.font("body", "I", _BODY_SIZE)  # mathtext cannot draw it: readable text instead
                 pdf.set_text_color(*color)
                 pdf.set_x(pdf.l_margin)
                 pdf.multi_cell(0, _LINE, self.clean(latex_to_text(block[1]).strip()), align="C", new_x="LMARGIN",
@@ -985,6 +995,22 @@ class _Writer:
                 pdf.ln(2)
         pdf.set_text_color(0, 0, 0)
 
+    def formula(self, png: bytes, dpi: int = _MATH_DPI) -> None:
+        """A display formula rendered by :func:`_mathtext_png`, centred at its natural size (at most the text
+        width)."""
+        from PIL import Image
+
+        pdf = self.pdf
+        with Image.open(io.BytesIO(png)) as img:
+            w_px, h_px = img.size
+            w, h = w_px / dpi * 25.4, h_px / dpi * 25.4
+            if w > pdf.epw:
+                w, h = pdf.epw, h * pdf.epw / w
+            if pdf.get_y() + h + 2 > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            pdf.image(img.convert("RGB"), x=pdf.l_margin + (pdf.epw - w) / 2, y=pdf.get_y() + 0.5, w=w, h=h)
+        pdf.set_y(pdf.get_y() + h + 2)
+
     def figure(self, data: bytes, caption: str) -> None:
         from PIL import Image
 
@@ -1013,6 +1039,34 @@ class _Writer:
         pdf.multi_cell(0, 4, self.clean(caption), align="C", new_x="LMARGIN", new_y="NEXT")
         pdf.set_text_color(0, 0, 0)
         pdf.ln(2)
+
+
+def _mathtext_png(tex: str, color: tuple = (0, 0, 0), size: float = 12.0) -> bytes | None:
+    """Display math drawn by matplotlib's mathtext as a PNG (white background), or None when mathtext cannot
+    parse it (environments such as ``aligned``, unsupported commands): the caller then writes it as text."""
+    tex = " ".join(tex.strip().split())
+    if not tex:
+        return None
+    try:
+        from matplotlib import mathtext
+        from matplotlib.font_manager import FontProperties
+    except ImportError:
+        return None
+    buf = io.BytesIO()
+    try:
+        mathtext.math_to_image(f"${tex}$", buf, prop=FontProperties(size=size), dpi=_MATH_DPI, format="png",
+                               color=tuple(c / 255 for c in color))
+    except Exception:  # mathtext raises ValueError on what it cannot parse, and other errors on odd input
+        return None
+    from PIL import Image
+
+    with Image.open(io.BytesIO(buf.getvalue())) as img:  # transparent -> white, as the page
+        img = img.convert("RGBA")
+        flat = Image.new("RGB", img.size, (255, 255, 255))
+        flat.paste(img, mask=img.getchannel("A"))
+    out = io.BytesIO()
+    flat.save(out, format="PNG")
+    return out.getvalue()
 
 
 def _points(p: float | None, note: str = "") -> str:

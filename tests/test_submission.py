@@ -440,3 +440,26 @@ def test_batch_points_sheet_and_summary(tmp_path, monkeypatch):
     assert "| 99.1 | 3 of 3 | - |" in summary
     assert "| Ada Lovelace (1002) | ada.ipynb | 2 of 5 | 99.2, 99.3, 99.5 |" in summary
     assert "broken.ipynb: error" in summary
+
+
+def test_table_and_formulas_in_an_answer(tmp_path):
+    """A Markdown table and display math in an answer reach the PDF: the table's cells as text, a formula that
+    mathtext can draw as an image, one it cannot (an environment) as readable text."""
+    nb = new_notebook()
+    nb.cells = [
+        new_markdown_cell("**TOSUBMIT 99.1** *(2 points)* Compare the methods."),
+        new_markdown_cell("| method | deletion AUC |\n| --- | --- |\n| Grad-CAM | 0.31 |\n| IG | 0.27 |\n\n"
+                          "Completeness:\n\n$$\\sum_i \\phi_i = f(x) - f(x^\\prime)$$\n\n"
+                          "$$\\begin{aligned} a &= \\alpha \\end{aligned}$$\n\nDone."),
+    ]
+    path = tmp_path / "99_formula.ipynb"
+    nbformat.write(nb, path)
+    reader, pages = pdf_text(submission.build_pdf(path, NAME, "5"))
+    text = "\n".join(pages)
+    for cell in ("method", "deletion AUC", "Grad-CAM", "0.31", "IG", "0.27"):
+        assert cell in text, cell
+    assert sum(len(p.images) for p in reader.pages) == 1  # the drawn formula
+    assert "∑" not in text  # drawn, not written as text
+    assert "a = α" in text and "aligned" not in text and "$" not in text  # the fallback: readable text
+    assert submission._mathtext_png(r"\frac{a}{b}") is not None
+    assert submission._mathtext_png(r"\begin{aligned} a \end{aligned}") is None
