@@ -11,7 +11,8 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,22 @@ __all__ = [
     "distillation_loss",
     "EnsembleTeacher",
     "swa_bn_batches",
+    "with_overrides",
 ]
+
+_Config = TypeVar("_Config")
+
+
+def with_overrides(cfg: _Config, **values: Any) -> _Config:
+    """A copy of the dataclass ``cfg`` (a recipe's :class:`TrainConfig`, a model config) with the given fields
+    replaced; a ``None`` value (a command-line option not given) keeps the recipe's field. The recipe itself is
+    not changed. An unknown field raises ``TypeError`` naming it and the fields there are."""
+    names = {f.name for f in fields(cfg)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise TypeError(f"{type(cfg).__name__} has no field {', '.join(unknown)}; "
+                        f"its fields: {', '.join(sorted(names))}")
+    return replace(cfg, **{k: v for k, v in values.items() if v is not None})  # type: ignore[type-var]
 
 
 @dataclass

@@ -405,3 +405,14 @@ def test_cpu_autocast_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> 
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     with training._autocast(cpu, False):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_with_overrides_copies_given_options_only() -> None:
+    """The tools' command-line overrides: given values replace the recipe's, None keeps it, the recipe is untouched,
+    a misspelt field is an error."""
+    recipe = training.TrainConfig(epochs=7, lr=0.1)
+    cfg = training.with_overrides(recipe, epochs=3, lr=None, amp=False)
+    assert (cfg.epochs, cfg.lr, cfg.amp) == (3, 0.1, False)
+    assert (recipe.epochs, recipe.lr) == (7, 0.1) and cfg is not recipe
+    with pytest.raises(TypeError, match="no field epoch"):
+        training.with_overrides(recipe, epoch=3)

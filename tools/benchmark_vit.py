@@ -19,7 +19,6 @@ on an otherwise idle machine, the JSON records the load average at the start and
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from train_checkpoint import DEFAULT_TAR, RECIPES, cpu_name, load_jpeg_split  # noqa: E402
 
 from helpers.cifar_models import ViTConfig, build_model, config_dict  # noqa: E402
-from helpers.training import History, predict, train  # noqa: E402
+from helpers.training import History, predict, train, with_overrides  # noqa: E402
 
 DEFAULT_CACHE = Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt"  # train_checkpoint.py's default
 
@@ -91,16 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
         if not isinstance(model_cfg, ViTConfig):
             p.error("--tokenizer, --depth and --stem-channels are for the ViT only")
         model_cfg = replace(model_cfg, **arch)
-    cfg = copy.deepcopy(recipe)
-    cfg.max_minutes = args.minutes
-    if args.epochs:  # otherwise the recipe's epochs: with a budget they only set the warm-up's share of it
-        cfg.epochs = args.epochs
-    if args.amp:
-        cfg.amp = args.amp == "on"
-    if args.batch_size:
-        cfg.batch_size = args.batch_size
-    if args.lr:
-        cfg.lr = args.lr
+    # options not given keep the recipe's value (epochs: with a budget they only set the warm-up's share of it)
+    cfg = with_overrides(recipe, epochs=args.epochs or None, amp=None if args.amp is None else args.amp == "on",
+                         batch_size=args.batch_size or None, lr=args.lr or None)
+    cfg = replace(cfg, max_minutes=args.minutes)
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()

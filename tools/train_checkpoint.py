@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from helpers.checkpoints import ARCHITECTURES, save_checkpoint, sha256_file  # noqa: E402
 from helpers.cifar_models import CNNConfig, build_model  # noqa: E402
 from helpers.data import CIFAR10_CLASSES  # noqa: E402
-from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train  # noqa: E402
+from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train, with_overrides  # noqa: E402
 
 DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 VAL_PER_CLASS = 500
@@ -160,29 +160,22 @@ def main() -> None:
         if not isinstance(model_cfg, CNNConfig):
             p.error("--widths is for cnn_cifar10 only")
         model_cfg = replace(model_cfg, widths=tuple(args.widths))
-    if args.epochs:
-        train_cfg.epochs = args.epochs
-    if args.lr:
-        train_cfg.lr = args.lr
-    if args.warmup is not None:
-        train_cfg.warmup_epochs = args.warmup
-    train_cfg.max_minutes = args.max_minutes
-    if args.cutout is not None:
-        train_cfg.cutout = args.cutout
-    if args.amp:
-        train_cfg.amp = args.amp == "on"
-    if args.schedule:
-        train_cfg.schedule = args.schedule
     if (args.teacher is None) != (args.distill is None):
         p.error("--teacher and --distill go together")
-    if args.distill:
-        train_cfg.distill = args.distill
-    if args.distill_alpha is not None:
-        train_cfg.distill_alpha = args.distill_alpha
-    if args.swa_start is not None:
-        train_cfg.swa_start = args.swa_start
-    if args.swa_every:
-        train_cfg.swa_every = args.swa_every
+    train_cfg = with_overrides(  # a copy: RECIPES stay as they are; options not given keep the recipe's value
+        train_cfg,
+        epochs=args.epochs or None,
+        lr=args.lr or None,
+        warmup_epochs=args.warmup,
+        cutout=args.cutout,
+        amp=None if args.amp is None else args.amp == "on",
+        schedule=args.schedule,
+        distill=args.distill,
+        distill_alpha=args.distill_alpha,
+        swa_start=args.swa_start,
+        swa_every=args.swa_every or None,
+    )
+    train_cfg = replace(train_cfg, max_minutes=args.max_minutes)  # no option: no budget
     torch.manual_seed(train_cfg.seed)
     t0 = time.time()
     tx, ty, vx, vy = load_jpeg_split(args.data, args.cache)
