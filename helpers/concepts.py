@@ -21,17 +21,18 @@ float images; activations float ``(N, D)``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from .cam import capture
 
 __all__ = [
     "CONCEPTS",
@@ -225,24 +226,6 @@ def _module(model: nn.Module, layer: nn.Module | str) -> nn.Module:
         raise ValueError(f"the model has no layer {layer!r}") from exc
 
 
-@contextlib.contextmanager
-def _capture(module: nn.Module, keep_grad: bool) -> Iterator[list[torch.Tensor]]:
-    """Record the output of ``module`` in each forward pass (a hook removed on exit, also after an exception)."""
-    store: list[torch.Tensor] = []
-
-    def hook(_mod: nn.Module, _inp: Any, out: Any) -> None:
-        out = out[0] if isinstance(out, tuple) else out
-        if keep_grad:
-            out.retain_grad()
-        store.append(out)
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield store
-    finally:
-        handle.remove()
-
-
 @torch.no_grad()
 def layer_activations(model: nn.Module, layer: nn.Module | str, images: torch.Tensor,
                       batch_size: int = 250) -> torch.Tensor:
@@ -253,11 +236,10 @@ def layer_activations(model: nn.Module, layer: nn.Module | str, images: torch.Te
     module = _module(model, layer)
     device = next(model.parameters()).device
     out = []
-    with _capture(module, keep_grad=False) as store:
+    with capture(model, module) as rec:  # the course's hook context manager (helpers.cam)
         for i in range(0, len(images), batch_size):
-            store.clear()
             model(_normalised(images[i:i + batch_size]).to(device))
-            out.append(store[0].flatten(1).float().cpu())
+            out.append(rec.activations.flatten(1).float().cpu())
     return torch.cat(out)
 
 
@@ -340,15 +322,14 @@ def layer_gradients(model: nn.Module, layer: nn.Module | str, images: torch.Tens
     module = _module(model, layer)
     device = next(model.parameters()).device
     out = []
-    with _capture(module, keep_grad=True) as store:
+    with capture(model, module) as rec:
         for i in range(0, len(images), batch_size):
-            store.clear()
             model.zero_grad(set_to_none=True)
             logits = model(_normalised(images[i:i + batch_size]).to(device))
             if not 0 <= target < logits.shape[1]:
                 raise ValueError(f"target {target} outside the model's {logits.shape[1]} classes")
             logits[:, target].sum().backward()
-            out.append(store[0].grad.flatten(1).detach().float().cpu())
+            out.append(rec.gradients.flatten(1).float().cpu())
     model.zero_grad(set_to_none=True)
     return torch.cat(out)
 
