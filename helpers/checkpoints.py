@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,14 @@ from torch import nn
 from . import env
 from .cifar_models import CNNConfig, ViTConfig, build_model, config_dict
 
-__all__ = ["CHECKPOINT_DIR", "sha256_file", "save_checkpoint", "load_checkpoint", "shipped_checkpoints"]
+__all__ = [
+    "CHECKPOINT_DIR", "sha256_file", "save_checkpoint", "load_checkpoint", "shipped_checkpoints", "TrainingCurve",
+    "training_curves", "record_training_curve",
+]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
 MANIFEST = "manifest.json"
+CURVES = "curves.json"
 
 #: The architectures of the shipped checkpoints (tools/train_checkpoint.py trains exactly these).
 ARCHITECTURES: dict[str, ViTConfig | CNNConfig] = {
@@ -57,6 +62,71 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 def shipped_checkpoints(directory: str | Path = CHECKPOINT_DIR) -> dict[str, Any]:
     """The manifest: checkpoint name -> {"file", "sha256", ...metadata}."""
     return _read_manifest(Path(directory))
+
+
+@dataclass(frozen=True)
+class TrainingCurve:
+    """One training run's validation accuracy after each epoch (a point per logged epoch).
+
+    ``epochs`` and ``val_accuracy`` (in %, on the 5,000 held-out images) have equal length; ``images_seen`` is
+    ``epochs * train_images``, the number of training images the model had been updated on at each point.
+    """
+
+    name: str
+    label: str
+    shipped: bool
+    epochs: tuple[float, ...]
+    val_accuracy: tuple[float, ...]
+    train_images: int
+
+    @property
+    def images_seen(self) -> tuple[float, ...]:
+        return tuple(e * self.train_images for e in self.epochs)
+
+    def at_epoch(self, epoch: float) -> float:
+        """The validation accuracy (%) logged after ``epoch``; ValueError if that epoch was not logged."""
+        for e, acc in zip(self.epochs, self.val_accuracy, strict=True):
+            if abs(e - epoch) < 1e-9:
+                return acc
+        raise ValueError(f"{self.name}: no point at epoch {epoch}; logged epochs {self.epochs[0]}..{self.epochs[-1]}")
+
+
+def training_curves(directory: str | Path = CHECKPOINT_DIR) -> dict[str, TrainingCurve]:
+    """The validation curves of the shipped checkpoints (and of runs the model card compares them with).
+
+    Read from ``<directory>/curves.json``; raises :class:`CheckpointError` if the file is missing or malformed.
+    """
+    path = Path(directory) / CURVES
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing; restore it with `git checkout -- {path}`")
+    raw = json.loads(path.read_text())
+    curves = {}
+    for name, run in raw.get("runs", {}).items():
+        epochs, acc = tuple(map(float, run["epochs"])), tuple(map(float, run["val_accuracy"]))
+        if len(epochs) != len(acc) or not epochs or list(epochs) != sorted(epochs):
+            raise CheckpointError(f"{path}: run {name!r} needs increasing epochs and one accuracy per epoch")
+        curves[name] = TrainingCurve(name, run.get("label", name), bool(run.get("shipped", False)), epochs, acc,
+                                     int(run.get("train_images", raw["train_images"])))
+    return curves
+
+
+def record_training_curve(
+    name: str, label: str, epochs: list[float], val_accuracy: list[float], train_images: int,
+    directory: str | Path = CHECKPOINT_DIR, shipped: bool = True,
+) -> Path:
+    """Add or replace run ``name`` in ``<directory>/curves.json``; ``val_accuracy`` as fractions in [0, 1]
+    (as :class:`helpers.training.History` has them), stored in % with one decimal."""
+    if len(epochs) != len(val_accuracy) or not epochs:
+        raise ValueError(f"need one accuracy per epoch, got {len(epochs)} epochs and {len(val_accuracy)} accuracies")
+    if not all(0.0 <= a <= 1.0 for a in val_accuracy):
+        raise ValueError("val_accuracy must be fractions in [0, 1]")
+    path = Path(directory) / CURVES
+    raw = json.loads(path.read_text()) if path.exists() else {"train_images": train_images, "runs": {}}
+    pct = [round(100 * a, 1) for a in val_accuracy]
+    raw["runs"][name] = {"label": label, "shipped": shipped, "epochs": [round(e, 2) for e in epochs],
+                         "val_accuracy": pct, "train_images": train_images}
+    path.write_text(json.dumps(raw, indent=1) + "\n")
+    return path
 
 
 def save_checkpoint(

@@ -36,7 +36,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers.checkpoints import ARCHITECTURES, save_checkpoint, sha256_file  # noqa: E402
+from helpers.checkpoints import ARCHITECTURES, record_training_curve, save_checkpoint, sha256_file  # noqa: E402
 from helpers.cifar_models import CNNConfig, build_model  # noqa: E402
 from helpers.data import CIFAR10_CLASSES  # noqa: E402
 from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train, with_overrides  # noqa: E402
@@ -261,6 +261,10 @@ def main() -> None:
     if not args.no_save:
         path = save_checkpoint(model, args.name, meta, args.out, half=args.fp16)
         print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB): {meta}", flush=True)
+        if hist.val_acc and parent is None:  # a run from random weights: its curve is notebook 01's figure
+            label = f"{args.name}: {meta['epochs']} epochs, {meta['train_minutes']} min ({meta['command']})"
+            curves = record_training_curve(args.name, label, hist.epoch, hist.val_acc, len(tx), args.out)
+            print(f"validation curve written to {curves}", flush=True)
 
 
 if __name__ == "__main__":
