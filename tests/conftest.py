@@ -1,10 +1,13 @@
-"""Shared fixtures: a tiny CIFAR-10 in the real on-disk format, and a report of notebook run times."""
+"""Shared fixtures and helpers: a tiny CIFAR-10 in the real on-disk format, :func:`assert_no_hooks` (import it:
+``from tests.conftest import assert_no_hooks``), and a report of notebook run times."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from torch import nn
+from torch.nn.modules import module as _module
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_TIMES: dict[str, float] = {}
@@ -20,6 +23,25 @@ def fake_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("xai_data")
     write_fake_cifar10(root)
     return root
+
+
+#: the per-module hook dictionaries of ``nn.Module`` (``_backward_pre_hooks`` exists since torch 2.0)
+HOOK_KINDS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def assert_no_hooks(model: nn.Module) -> None:
+    """Fail if ``model`` or any submodule still holds a forward, forward-pre, backward or backward-pre hook, or if a
+    global module hook (``nn.modules.module.register_module_forward_hook`` and friends) is left behind. The message
+    names the module (its dotted name, ``<root>`` for ``model`` itself), its type and the kind of hook."""
+    left = [
+        f"module {name or '<root>'!r} ({type(m).__name__}): {len(getattr(m, kind))} {kind.strip('_')[:-1]}"
+        for name, m in model.named_modules()
+        for kind in HOOK_KINDS
+        if getattr(m, kind, None)
+    ]
+    left += [f"global {kind.strip('_')[:-1]}: {len(getattr(_module, '_global' + kind))}"
+             for kind in HOOK_KINDS if getattr(_module, "_global" + kind, None)]
+    assert not left, "hooks left behind: " + "; ".join(left)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001

@@ -29,6 +29,7 @@ from torch import nn
 
 from helpers import attribution as A
 from helpers.cifar_models import CNNConfig, CourseCNN
+from tests.conftest import assert_no_hooks
 
 warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations")
 warnings.filterwarnings("ignore", message=".*required_grads has been set automatically.*")
@@ -105,12 +106,23 @@ def close(a: torch.Tensor, b: torch.Tensor, atol: float | None = None, rtol: flo
     torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
 
 
-def assert_no_hooks(model: nn.Module) -> None:
-    for name, m in model.named_modules():
-        assert not m._backward_hooks, name
-        assert not m._forward_hooks, name
-        assert not m._forward_pre_hooks, name
-        assert not getattr(m, "_backward_pre_hooks", {}), name
+def test_assert_no_hooks_names_the_module_and_the_kind():
+    """The shared hook-release check (tests/conftest.py) sees every kind of module hook and names where it is."""
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU()))
+    assert_no_hooks(model)
+    for register in ("register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+                     "register_full_backward_pre_hook"):
+        handle = getattr(model[1][0], register)(lambda *args: None)
+        with pytest.raises(AssertionError, match=r"module '1\.0' \(ReLU\): 1 "):
+            assert_no_hooks(model)
+        handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: None)
+    try:
+        with pytest.raises(AssertionError, match="global forward_hook"):
+            assert_no_hooks(model)
+    finally:
+        handle.remove()
+    assert_no_hooks(model)
 
 
 MODELS = {"reused_relu": lambda: (small_net(), images(2, 12)),

@@ -10,6 +10,7 @@ from torch import nn
 
 from helpers import cam
 from helpers.cifar_models import CourseCNN, CourseViT, ViTConfig
+from tests.conftest import assert_no_hooks
 
 
 def _small_cnn(inplace: bool = False) -> nn.Module:
@@ -29,10 +30,6 @@ def _resnet18() -> nn.Module:
 
     torch.manual_seed(0)
     return torchvision.models.resnet18(weights=None).eval()
-
-
-def _no_hooks(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 def _pgc_gradcam(model, x, target, layer, reshape=None):
@@ -63,7 +60,7 @@ def test_grad_cam_matches_captum(name, get_layer, size):
     raw = cam.grad_cam(model, x, target, layer, relu=False)
     ref_raw = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=False)[:, 0].detach()
     torch.testing.assert_close(raw, ref_raw, atol=1e-5, rtol=1e-4)
-    assert _no_hooks(model)
+    assert_no_hooks(model)
 
 
 @pytest.mark.parametrize("name,get_layer,size", CASES)
@@ -79,7 +76,7 @@ def test_grad_cam_matches_pytorch_grad_cam(name, get_layer, size):
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
     lib = cam.library_cam("gradcam", model, x, target, layer)
     torch.testing.assert_close(lib, ref, atol=0, rtol=0)
-    assert _no_hooks(model)
+    assert_no_hooks(model)
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -164,15 +161,15 @@ def test_capture_records_and_releases_hooks():
         assert rec.activations.shape == (2, 16, 8, 8) and rec.gradients is None and rec.calls == 1
         y[:, 0].sum().backward()
     assert rec.gradients.shape == (2, 16, 8, 8)
-    assert _no_hooks(model)
+    assert_no_hooks(model)
     with pytest.raises(RuntimeError, match="boom"):
         with cam.capture(model, model[4]):
             model(x)
             raise RuntimeError("boom")
-    assert _no_hooks(model)
+    assert_no_hooks(model)
     with pytest.raises(ValueError, match="out of range"):
         cam.grad_cam(model, x, 99, model[4])  # fails inside the hooked forward pass
-    assert _no_hooks(model)
+    assert_no_hooks(model)
 
 
 def test_guided_grad_cam_matches_captum():
@@ -185,7 +182,7 @@ def test_guided_grad_cam_matches_captum():
     ref = GuidedGradCam(model, model[4]).attribute(x, target=target).detach()
     assert ours.shape == x.shape
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
-    assert _no_hooks(model)
+    assert_no_hooks(model)
 
 
 def test_bad_input():
@@ -280,4 +277,4 @@ def test_score_cam_draws_no_progress_bars(capfd):
     out = cam.library_cam("scorecam", model, x, [0, 1], model[4], batch_size=8)
     assert out.shape == (2, 16, 16) and torch.isfinite(out).all()
     assert "it/s" not in capfd.readouterr().err
-    assert _no_hooks(model)
+    assert_no_hooks(model)

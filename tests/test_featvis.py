@@ -10,6 +10,7 @@ from torch import nn
 
 from helpers import checks
 from helpers import featvis as fv
+from tests.conftest import assert_no_hooks
 
 
 def _tiny_cnn() -> nn.Module:
@@ -19,10 +20,6 @@ def _tiny_cnn() -> nn.Module:
         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
     ).eval()
-
-
-def _no_hooks(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 # ---------------------------------------------------------------------------------------------- parameterisations
@@ -173,15 +170,16 @@ def test_record_activations_releases_hooks_and_restores_inplace() -> None:
         model(torch.rand(1, 3, 8, 8))
         assert acts["0"].shape == (1, 8, 8, 8) and acts["2"].shape == (1, 16, 4, 4)
         assert (acts["0"] < 0).any()  # the pre-ReLU values survive the (formerly in-place) ReLU
-    assert _no_hooks(model) and model[1].inplace
+    assert_no_hooks(model)
+    assert model[1].inplace
     with pytest.raises(ZeroDivisionError), fv.record_activations(model, ["0"]):
         raise ZeroDivisionError
-    assert _no_hooks(model)
+    assert_no_hooks(model)
     with pytest.raises(KeyError, match="did you mean"), fv.record_activations(model, ["00"]):
         pass
     with pytest.raises(KeyError, match="list them"), fv.record_activations(model, ["features.x"]):
         pass
-    assert _no_hooks(model)
+    assert_no_hooks(model)
 
 
 @pytest.mark.parametrize("kind", ["pixel", "fourier"])
@@ -194,7 +192,8 @@ def test_render_increases_its_objective_and_leaves_the_model_alone(kind: str) ->
     assert res.images.shape == (1, 3, 16, 16) and len(res.history) == 25
     assert float(end) > float(start) + 0.02
     assert np.mean(res.history[-5:]) > np.mean(res.history[:5])
-    assert _no_hooks(model) and model.training and all(p.requires_grad for p in model.parameters())
+    assert_no_hooks(model)
+    assert model.training and all(p.requires_grad for p in model.parameters())
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -225,7 +224,7 @@ def test_render_gradients_finite_and_bad_objective() -> None:
         fv.render(model, bad, size=8, steps=1)
     with pytest.raises(KeyError, match="no module named"):
         fv.render(model, fv.channel("nope", 0), size=8, steps=1)
-    assert _no_hooks(model)
+    assert_no_hooks(model)
 
 
 def _manual_step(model, objective, image, shift, lr, preprocess=None):
@@ -322,7 +321,7 @@ def test_lucent_render_works_is_seeded_cached_and_releases_its_hooks() -> None:
     kw = dict(size=16, steps=3, fixed_image_size=16, preprocess=False, seed=0)
     a = fv.lucent_render(model, objectives.channel("2", 1), cache=False, **kw)
     assert a.shape == (1, 16, 16, 3) and np.isfinite(a).all() and 0 <= a.min() and a.max() <= 1
-    assert _no_hooks(model), "render_vis left its forward hooks on the model"
+    assert_no_hooks(model)  # render_vis removes its forward hooks
     assert all(p.requires_grad for p in model.parameters())
     b = fv.lucent_render(model, objectives.channel("2", 1), cache=False, **kw)
     np.testing.assert_array_equal(a, b)
@@ -332,7 +331,8 @@ def test_lucent_render_works_is_seeded_cached_and_releases_its_hooks() -> None:
     with pytest.raises(ValueError, match="transforms must be"):
         fv.lucent_render(model, "2:1", transforms="lucid", cache=False, **kw)
     e = fv.lucent_render(model, fv.lucent_deepdream("2"), transforms=None, cache=False, **kw)
-    assert e.shape == (1, 16, 16, 3) and _no_hooks(model)
+    assert e.shape == (1, 16, 16, 3)
+    assert_no_hooks(model)
 
 
 def test_load_inceptionv1_offline_random(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -342,7 +342,8 @@ def test_load_inceptionv1_offline_random(monkeypatch: pytest.MonkeyPatch, capsys
     assert not pretrained and not model.training
     assert "RANDOM" in capsys.readouterr().out
     res = fv.render(model, fv.channel("mixed3a", 0), size=48, steps=2, preprocess=fv.inceptionv1_preprocess)
-    assert res.images.shape == (1, 3, 48, 48) and _no_hooks(model)
+    assert res.images.shape == (1, 3, 48, 48)
+    assert_no_hooks(model)
 
 
 # ---------------------------------------------------------------------------------------------- exercise checks

@@ -10,6 +10,7 @@ import torch
 
 from helpers import prototypes
 from helpers.cifar_models import CNNConfig, build_model
+from tests.conftest import assert_no_hooks
 
 
 def _toy() -> torch.Tensor:
@@ -85,4 +86,4 @@ def test_nearest_examples_and_embeddings() -> None:
 
     with torch.no_grad():
         torch.testing.assert_close(cnn.fc(emb), cnn(normalize_uint8(images)))
-    assert len(cnn.fc._forward_pre_hooks) == 0
+    assert_no_hooks(cnn)

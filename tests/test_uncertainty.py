@@ -11,6 +11,7 @@ import torch
 
 from helpers import checks, uncertainty
 from helpers.cifar_models import CNNConfig, build_model
+from tests.conftest import assert_no_hooks
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def test_head_dropout_hook(small_cnn: torch.nn.Module) -> None:
         torch.testing.assert_close(small_cnn(x), clean)  # the hook is gone
     with pytest.raises(RuntimeError), uncertainty.head_dropout(small_cnn, 0.5, mc=True):
         raise RuntimeError("boom")
-    assert len(small_cnn.fc._forward_pre_hooks) == 0  # removed after an exception too
+    assert_no_hooks(small_cnn)  # removed after an exception too
     with pytest.raises(ValueError, match="dropout rate"):
         with uncertainty.head_dropout(small_cnn, 1.0):
             pass
