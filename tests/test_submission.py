@@ -21,7 +21,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from pypdf import PdfReader  # noqa: E402
 
 from helpers import submission  # noqa: E402
-from helpers.submission import SubmissionError  # noqa: E402
+from helpers.submission import SubmissionError, mathrender, notebook, pdf, reading  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "Zoë Ærøskøbing"
@@ -89,9 +89,9 @@ def pdf_text(path: Path) -> tuple[PdfReader, list[str]]:
 def _no_front_end(monkeypatch):
     """Tests run outside any notebook front end unless they say otherwise."""
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    monkeypatch.setattr(submission, "_in_colab", lambda: False)
-    monkeypatch.setattr(submission, "_ipython", lambda: None)
-    submission._ATTACH_SESSION.clear()
+    monkeypatch.setattr(notebook, "_in_colab", lambda: False)
+    monkeypatch.setattr(notebook, "_ipython", lambda: None)
+    notebook._ATTACH_SESSION.clear()
 
 
 def test_pdf_contents(tmp_path):
@@ -210,7 +210,7 @@ def test_attach_replaces_on_rerun(tmp_path, monkeypatch):
     nb = make_notebook(tmp_path, attach=False)
     folder = tmp_path / submission.FIGURES_DIR / STEM
     ip = types.SimpleNamespace(execution_count=1, user_ns={})
-    monkeypatch.setattr(submission, "_ipython", lambda: ip)
+    monkeypatch.setattr(notebook, "_ipython", lambda: ip)
     fig, ax = plt.subplots(figsize=(1, 1))
     submission.attach("99.1", fig, notebook=nb)
     submission.attach("99.1", ax, notebook=nb)  # same cell run: a second figure (an Axes works too)
@@ -242,7 +242,7 @@ def test_attach_replaces_on_rerun(tmp_path, monkeypatch):
 def test_export_local_and_submission_copy(tmp_path, monkeypatch, capsys):
     nb = make_notebook(tmp_path)
     # found through VS Code's global
-    monkeypatch.setattr(submission, "_ipython", lambda: types.SimpleNamespace(
+    monkeypatch.setattr(notebook, "_ipython", lambda: types.SimpleNamespace(
         execution_count=1, user_ns={"__vsc_ipynb_file__": str(nb)}))
     pdf = submission.export(NAME, "s99")
     out = capsys.readouterr().out
@@ -285,7 +285,7 @@ def test_export_colab(tmp_path, monkeypatch):
     for mod, obj in (("google", google), ("google.colab", colab), ("google.colab._message", colab._message),
                      ("google.colab.files", colab.files)):
         monkeypatch.setitem(sys.modules, mod, obj)
-    monkeypatch.setattr(submission, "_in_colab", lambda: True)
+    monkeypatch.setattr(notebook, "_in_colab", lambda: True)
     colab_dir = tmp_path / "content"
     colab_dir.mkdir()
     monkeypatch.chdir(colab_dir)
@@ -329,7 +329,7 @@ def _batch_folder(tmp_path: Path) -> Path:
 
 
 def test_batch_csv(tmp_path, monkeypatch):
-    monkeypatch.setattr(submission, "_canonical_stem", lambda n: STEM if n == 99 else None)  # as in the course
+    monkeypatch.setattr(reading, "_canonical_stem", lambda n: STEM if n == 99 else None)  # as in the course
     folder = _batch_folder(tmp_path)
     out = tmp_path / "graded"
     csv_path = submission.batch(folder, out)
@@ -392,7 +392,7 @@ def test_every_solution_question_has_the_points_and_note_of_tools_course() -> No
         assert all(q.points is not None for q in ours), path.name
     two = {q.number: q for q in submission.read_questions(root / "solutions" / "02_attention.ipynb")}
     assert (two["2.4"].points, two["2.4"].note) == (5.0, "homework")
-    assert submission._points(5.0, "homework") == " (5 points, homework)"
+    assert pdf._points(5.0, "homework") == " (5 points, homework)"
 
 
 def test_words_wrap_whole_across_styled_runs(tmp_path) -> None:
@@ -420,7 +420,7 @@ def test_words_wrap_whole_across_styled_runs(tmp_path) -> None:
 def test_batch_points_sheet_and_summary(tmp_path, monkeypatch):
     """Batch mode also writes the grader's sheet (max points, 0 where not answered, empty where to grade) and a
     summary of who answered what."""
-    monkeypatch.setattr(submission, "_canonical_stem", lambda n: STEM if n == 99 else None)
+    monkeypatch.setattr(reading, "_canonical_stem", lambda n: STEM if n == 99 else None)
     folder = _batch_folder(tmp_path)
     out = tmp_path / "graded"
     submission.batch(folder, out)
@@ -461,5 +461,5 @@ def test_table_and_formulas_in_an_answer(tmp_path):
     assert sum(len(p.images) for p in reader.pages) == 1  # the drawn formula
     assert "∑" not in text  # drawn, not written as text
     assert "a = α" in text and "aligned" not in text and "$" not in text  # the fallback: readable text
-    assert submission._mathtext_png(r"\frac{a}{b}") is not None
-    assert submission._mathtext_png(r"\begin{aligned} a \end{aligned}") is None
+    assert mathrender._mathtext_png(r"\frac{a}{b}") is not None
+    assert mathrender._mathtext_png(r"\begin{aligned} a \end{aligned}") is None
