@@ -7,7 +7,6 @@ on a CPU than a per-image ``DataLoader`` pipeline and behaves the same on a GPU.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, update_bn
 
 from .data import CIFAR10_MEAN, CIFAR10_STD
 
@@ -33,6 +33,7 @@ __all__ = [
     "distillation_loss",
     "EnsembleTeacher",
     "swa_bn_batches",
+    "swa_average",
     "with_overrides",
 ]
 
@@ -317,12 +318,12 @@ def train(
         t = (frac - warmup_frac) / max(1e-8, 1.0 - warmup_frac)
         return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
-    swa = _WeightAverage(model) if config.swa_start is not None else None
+    swa = AveragedModel(model) if config.swa_start is not None else None
 
     def evaluated_model() -> nn.Module:
-        if swa is None or swa.count == 0:
+        if swa is None or swa.n_averaged == 0:
             return model
-        return swa.averaged(swa_bn_batches(train_images, config, device))
+        return swa_average(swa, swa_bn_batches(train_images, config, device))
 
     bar = None
     if show_progress:
@@ -370,7 +371,7 @@ def train(
             scaler.update()
             step += 1
             if swa is not None and frac >= config.swa_start and step % config.swa_every == 0:
-                swa.add(model)
+                swa.update_parameters(model)
             loss_sum += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
             seen += len(yb)
@@ -401,10 +402,10 @@ def train(
             break
     if bar is not None:
         bar.close()
-    if swa is not None and swa.count > 0:
-        model.load_state_dict(swa.averaged(swa_bn_batches(train_images, config, device)).state_dict())
+    if swa is not None and swa.n_averaged > 0:
+        model.load_state_dict(swa_average(swa, swa_bn_batches(train_images, config, device)).state_dict())
         if log is not None:
-            log(f"weights averaged over {swa.count} snapshots (SWA), BatchNorm statistics recomputed")
+            log(f"weights averaged over {int(swa.n_averaged)} snapshots (SWA), BatchNorm statistics recomputed")
     model.eval()
     return hist
 
@@ -428,36 +429,17 @@ def swa_bn_batches(
         yield cutout_batch(xb, config.cutout, g) if config.cutout else xb
 
 
-class _WeightAverage:
-    """A running average of a model's parameters (SWA, Izmailov et al. 2018), on a private copy of the model."""
+@torch.no_grad()
+def swa_average(swa: AveragedModel, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """The model inside ``swa`` (``torch.optim.swa_utils.AveragedModel``, the equal-weight running mean of the
+    parameters of every ``update_parameters`` snapshot), in eval mode, with its BatchNorm running statistics
+    recomputed by ``torch.optim.swa_utils.update_bn`` on ``batches`` (normalised images (B, 3, H, W)).
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = copy.deepcopy(model)
-        self.count = 0
-
-    @torch.no_grad()
-    def add(self, model: nn.Module) -> None:
-        """Fold the current parameters of ``model`` into the average: avg += (p - avg) / (count + 1)."""
-        self.count += 1
-        for avg, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            avg.add_(p.detach() - avg, alpha=1.0 / self.count)
-
-    @torch.no_grad()
-    def averaged(self, batches: Iterable[torch.Tensor]) -> nn.Module:
-        """The averaged model in eval mode, its BatchNorm running statistics recomputed on ``batches``.
-
-        Averaged weights do not fit the running statistics collected along the way, so each BatchNorm layer's
-        statistics are reset and re-estimated (cumulative average, momentum None) in one pass over ``batches``.
-        """
-        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if bns:
-            saved = [bn.momentum for bn in bns]
-            for bn in bns:
-                bn.reset_running_stats()
-                bn.momentum = None
-            self.model.train()
-            for xb in batches:
-                self.model(xb)
-            for bn, mom in zip(bns, saved, strict=True):
-                bn.momentum = mom
-        return self.model.eval()
+    Averaged weights do not fit the running statistics collected along the way, so ``update_bn`` resets every
+    BatchNorm layer's statistics and re-estimates them in one pass over ``batches`` as a cumulative average
+    (momentum None; the layers' momentum is restored afterwards). Only parameters are averaged
+    (``use_buffers=False``): the buffers are the copy's from when ``swa`` was made, and the BatchNorm ones are
+    recomputed here. The pass runs without autograd (``update_bn`` alone would record a graph).
+    """
+    update_bn(batches, swa.module)
+    return swa.module.eval()
