@@ -7,22 +7,24 @@ return logits of shape (B, 10).
   transformer blocks. The tokenizer is the classic linear patch embedding (a strided convolution), a small
   convolutional stem that still produces one token per 4x4 image patch (the shipped ViT), or a small ResNet stem
   (a "hybrid" ViT, for the training benchmark; its tokens see larger, overlapping windows). Each attention module
-  can record its attention probabilities and q/k/v (see :func:`record_attention`), which notebook 02 visualises.
+  can record its attention probabilities and q/k/v (:func:`helpers.attention.record`, also importable from here
+  as ``record_attention``), which notebook 02 visualises.
 * :class:`CourseCNN` -- a ResNet-style network whose last convolutional features (B, 256, 8, 8) are globally
   average pooled before one linear layer, the architecture CAM needs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import AttentionRecording
+from .attention import record as record_attention
 from .validation import check_images
 
 __all__ = [
@@ -148,9 +150,10 @@ class ResNetTokenizer(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention. (B, T, dim) -> (B, T, dim).
 
-    ``softmax(q k^T / sqrt(d)) v`` per head. When :attr:`recording` is set (by :func:`record_attention`), the
-    attention is computed explicitly and the probabilities (B, heads, T, T) and q, k, v (B, heads, T, d) are
-    stored on the module; otherwise the fused ``F.scaled_dot_product_attention`` kernel is used.
+    ``softmax(q k^T / sqrt(d)) v`` per head. While :func:`helpers.attention.record` records it, :attr:`recording`
+    is set: the attention is then computed explicitly and the probabilities (B, heads, T, T) and q, k, v
+    (B, heads, T, d) are handed to ``recording(attn, q, k, v)``; otherwise the fused
+    ``F.scaled_dot_product_attention`` kernel is used.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
@@ -163,7 +166,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.dropout = dropout
-        self.recording: AttentionRecording | None = None
+        self.recording: Callable[..., None] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -173,7 +176,7 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
-            self.recording._store(self, attn, q, k, v)
+            self.recording(attn, q, k, v)
             out = attn @ v
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
 
@@ -254,76 +257,6 @@ def _init_vit_weights(m: nn.Module) -> None:
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
-
-
-class AttentionRecording:
-    """What :func:`record_attention` collected, one entry per block, first block first.
-
-    Attributes:
-        attentions: list of (B, heads, T, T) attention probabilities (rows sum to 1).
-        queries, keys, values: lists of (B, heads, T, head_dim) tensors (only when ``qkv=True``).
-        gradients: after ``backward()``, list of d(output)/d(attention), (B, heads, T, T) (only when
-            ``gradients=True``); entry i belongs to block i.
-    """
-
-    def __init__(self, modules: list[Attention], qkv: bool, gradients: bool, detach: bool) -> None:
-        self._index = {id(m): i for i, m in enumerate(modules)}
-        n = len(modules)
-        self.qkv, self.want_grad, self.detach = qkv, gradients, detach
-        self.attentions: list[torch.Tensor | None] = [None] * n
-        self.queries: list[torch.Tensor | None] = [None] * n
-        self.keys: list[torch.Tensor | None] = [None] * n
-        self.values: list[torch.Tensor | None] = [None] * n
-        self._grads: list[torch.Tensor | None] = [None] * n
-
-    def _store(self, module: Attention, attn: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        i = self._index[id(module)]
-        if self.want_grad and attn.requires_grad:
-
-            def save_grad(g: torch.Tensor, i: int = i) -> None:
-                self._grads[i] = g.detach()
-
-            attn.register_hook(save_grad)
-        keep = (lambda t: t.detach()) if self.detach else (lambda t: t)
-        self.attentions[i] = keep(attn)
-        if self.qkv:
-            self.queries[i], self.keys[i], self.values[i] = keep(q), keep(k), keep(v)
-
-    @property
-    def gradients(self) -> list[torch.Tensor]:
-        if not self.want_grad:
-            raise RuntimeError("gradients were not recorded: use record_attention(model, gradients=True)")
-        if any(g is None for g in self._grads):
-            raise RuntimeError("no gradients yet: call backward() on a score inside the recording first")
-        return list(self._grads)  # type: ignore[arg-type]
-
-
-@contextlib.contextmanager
-def record_attention(
-    model: nn.Module, qkv: bool = False, gradients: bool = False, detach: bool = True
-) -> Iterator[AttentionRecording]:
-    """Record the attention of every :class:`Attention` module in ``model`` while the context is open.
-
-    >>> with record_attention(vit) as rec:
-    ...     logits = vit(x)
-    >>> rec.attentions[0].shape  # (B, heads, 65, 65)
-
-    With ``gradients=True`` the attention maps keep their graph and ``rec.gradients`` holds d(score)/d(attention)
-    after you call ``backward()``. The modules are restored when the context exits, also after an exception.
-    """
-    modules = [m for m in model.modules() if isinstance(m, Attention)]
-    if not modules:
-        raise ValueError("this model has no helpers.cifar_models.Attention modules to record")
-    if any(m.recording is not None for m in modules):
-        raise RuntimeError("attention is already being recorded on (part of) this model")
-    rec = AttentionRecording(modules, qkv=qkv, gradients=gradients, detach=detach and not gradients)
-    for m in modules:
-        m.recording = rec
-    try:
-        yield rec
-    finally:
-        for m in modules:
-            m.recording = None
 
 
 # --------------------------------------------------------------------------------------------------------------

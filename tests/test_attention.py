@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from helpers import attention as att
-from helpers.cifar_models import CourseViT, ViTConfig, record_attention
+from helpers.cifar_models import CourseViT, ViTConfig
+from tests.conftest import assert_no_hooks
 
 timm = pytest.importorskip("timm")
 
@@ -176,11 +177,11 @@ def test_course_vit_gradients_match_autograd():
     torch.manual_seed(0)
     vit = CourseViT(ViTConfig(image_size=16, patch_size=4, dim=32, depth=3, heads=2, tokenizer="linear")).eval()
     x = torch.randn(2, 3, 16, 16)
-    with record_attention(vit, gradients=True) as rec:
+    with att.record(vit, gradients=True) as rec:
         vit(x)[:, 3].sum().backward()
     grads = rec.gradients
     # independent: d logit / d A_l by autograd on the recorded (graph-carrying) maps
-    with record_attention(vit, gradients=True) as rec2:
+    with att.record(vit, gradients=True) as rec2:
         score = vit(x)[:, 3].sum()
         auto = torch.autograd.grad(score, rec2.attentions)
     for g, a in zip(grads, auto, strict=True):
@@ -211,7 +212,7 @@ def test_timm_recorder_not_empty(distilled):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ref = model(x)
-        with att.timm_attention(model, qkv=True) as rec:
+        with att.record(model, qkv=True) as rec:
             out = model(x)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)  # recording does not change the model
     npt = 2 if distilled else 1
@@ -231,38 +232,146 @@ def rollout_shape(attentions, npt):
     return tuple(att.rollout(attentions, num_prefix_tokens=npt).shape)
 
 
-def test_timm_recorder_restores_after_exception():
-    model = _deit()
-    mods = _attn_modules(model)
-    for i, m in enumerate(mods):
-        m.fused_attn = bool(i % 2)  # a mix, to check each flag is restored to its own value
-    before = [m.fused_attn for m in mods]
-    with pytest.raises(KeyError):
-        with att.timm_attention(model, gradients=True, qkv=True):
-            assert all(m.fused_attn is False for m in mods)
-            assert all(len(m.attn_drop._forward_hooks) == 1 for m in mods)
-            raise KeyError("boom")
-    assert [m.fused_attn for m in mods] == before
-    assert all(len(m.attn_drop._forward_hooks) == 0 and len(m.qkv._forward_hooks) == 0 for m in mods)
-    with att.timm_attention(model) as rec:
-        pass
-    with pytest.raises(RuntimeError, match="recorded nothing"):
-        rec.attentions  # noqa: B018
-    with pytest.raises(ValueError, match="no timm Attention"):
-        with att.timm_attention(torch.nn.Linear(2, 2)):
-            pass
+# --------------------------------------------------------------------------------- one recorder, one contract
 
 
-def test_timm_gradients_match_autograd():
-    model = _deit(distilled=True)
-    x = torch.randn(1, 3, 64, 64)
-    with att.timm_attention(model, gradients=True) as rec:
-        score = model(x)[0, 7]
+def _course_vit():
+    torch.manual_seed(0)
+    return CourseViT(ViTConfig(image_size=16, patch_size=4, dim=32, depth=3, heads=2, tokenizer="linear")).eval()
+
+
+def _timm_vit():
+    torch.manual_seed(0)  # q/k-norm on, so the recorded q and k must be the normalised ones
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=4, depth=3,
+                             qk_norm=True).eval()
+
+
+#: kind -> (model, input size, its attention modules, heads of a module, q/k-norm of a module)
+VITS = {
+    "course": (_course_vit, 16, lambda m: [b.attn for b in m.blocks], lambda a: a.heads, lambda a: (None, None)),
+    "timm": (_timm_vit, 32, lambda m: _attn_modules(m), lambda a: a.num_heads, lambda a: (a.q_norm, a.k_norm)),
+}
+
+
+def _by_hand(module, x, heads, norms):
+    """q, k, v (B, heads, T, d) and softmax(q k^T / sqrt d) from a block's input tokens x (B, T, dim)."""
+    b, t, dim = x.shape
+    q, k, v = module.qkv(x).reshape(b, t, 3, heads, dim // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k = (q if norms[0] is None else norms[0](q)), (k if norms[1] is None else norms[1](k))
+    return q, k, v, (q @ k.transpose(-2, -1) / math.sqrt(dim // heads)).softmax(-1)
+
+
+@pytest.mark.parametrize("kind", list(VITS))
+def test_recorded_attention_equals_attention_by_hand_from_the_blocks_qkv(kind):
+    make, size, modules_of, heads_of, norms_of = VITS[kind]
+    model = make()
+    mods = modules_of(model)
+    inputs: dict[int, torch.Tensor] = {}
+    handles = [m.register_forward_pre_hook(lambda _m, args, i=i: inputs.__setitem__(i, args[0]))
+               for i, m in enumerate(mods)]
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        plain = model(x)
+        with att.record(model, qkv=True) as rec:
+            recorded = model(x)
+    for h in handles:
+        h.remove()
+    assert_no_hooks(model)
+    torch.testing.assert_close(recorded, plain, atol=1e-5, rtol=1e-4)  # recording does not change the output
+    assert len(rec.attentions) == len(rec.queries) == len(mods) == 3
+    heads, t = heads_of(mods[0]), 1 + (size // 4) ** 2
+    for i, m in enumerate(mods):  # block order: entry i is module i's
+        with torch.no_grad():
+            q, k, v, a = _by_hand(m, inputs[i], heads_of(m), norms_of(m))
+        assert rec.attentions[i].shape == (2, heads, t, t)
+        assert rec.queries[i].shape == q.shape == (2, heads, t, m.head_dim)
+        torch.testing.assert_close(rec.attentions[i], a, atol=1e-6, rtol=1e-5)
+        for got, want in zip((rec.queries[i], rec.keys[i], rec.values[i]), (q, k, v), strict=True):
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+        assert not rec.attentions[i].requires_grad and not rec.queries[i].requires_grad
+    assert not torch.allclose(rec.attentions[0], rec.attentions[-1])
+    with att.record(model, detach=False) as kept:  # grad mode on: detach=False keeps the graph
+        model(x)
+    assert all(a.requires_grad for a in kept.attentions)
+    with pytest.raises(RuntimeError, match="gradients=True"):
+        kept.gradients  # noqa: B018
+
+
+@pytest.mark.parametrize("kind", list(VITS))
+def test_recorded_gradients_match_autograd_in_block_order(kind):
+    make, size, *_ = VITS[kind]
+    model = make()
+    x = torch.randn(2, 3, size, size)
+    with att.record(model, gradients=True) as rec:
+        score = model(x)[:, 3].sum()
+        with pytest.raises(RuntimeError, match="backward"):
+            rec.gradients  # noqa: B018
         auto = torch.autograd.grad(score, rec.attentions, retain_graph=True)
         score.backward()
-    for g, a in zip(rec.gradients, auto, strict=True):
+    assert all(a.requires_grad for a in rec.attentions)  # gradients=True keeps the graph
+    assert len(rec.gradients) == 3
+    for g, a, attn in zip(rec.gradients, auto, rec.attentions, strict=True):
+        assert g.shape == attn.shape and not g.requires_grad
         torch.testing.assert_close(g, a)
-    assert rec.gradients[0].abs().sum() > 0
+    assert not torch.allclose(rec.gradients[0], rec.gradients[-1])  # a misaligned list could not pass
+    assert_no_hooks(model)
+
+
+@pytest.mark.parametrize("kind", list(VITS))
+def test_recorder_errors_and_release_after_an_exception(kind):
+    make, size, modules_of, *_ = VITS[kind]
+    model = make()
+    mods = modules_of(model)
+    if kind == "timm":
+        for i, m in enumerate(mods):
+            m.fused_attn = bool(i % 2)  # a mix: each flag must come back to its own value
+    before = [getattr(m, "fused_attn", None) for m in mods]
+    x = torch.randn(1, 3, size, size)
+    with pytest.raises(KeyError):
+        with att.record(model, qkv=True, gradients=True):
+            model(x)
+            if kind == "timm":
+                assert all(m.fused_attn is False for m in mods)
+                assert all(len(m.attn_drop._forward_hooks) == len(m.qkv._forward_hooks) == 1 for m in mods)
+            else:
+                assert all(m.recording is not None for m in mods)
+            raise KeyError("boom")
+    assert_no_hooks(model)
+    assert [getattr(m, "fused_attn", None) for m in mods] == before
+    assert all(getattr(m, "recording", None) is None for m in mods)
+    with att.record(model) as rec:
+        with pytest.raises(RuntimeError, match="already being recorded"):
+            with att.record(model.blocks[1]):
+                pass
+    with pytest.raises(RuntimeError, match="recorded nothing"):
+        rec.attentions  # noqa: B018
+    for what in ("queries", "keys", "values"):
+        with pytest.raises(RuntimeError, match="qkv=True"):
+            getattr(rec, what)
+    with pytest.raises(RuntimeError, match="gradients=True"):
+        rec.gradients  # noqa: B018
+    with torch.no_grad(), att.record(model.blocks[1]) as one:  # a part of the model, once the whole is released
+        model(x)
+    assert len(one.attentions) == 1
+    with torch.no_grad(), att.record(model, qkv=True) as part:  # only the first block runs (as notebook 01 does)
+        mods[0](torch.randn(1, 5, mods[0].qkv.in_features))
+    assert part.attentions[0].shape[-1] == part.queries[0].shape[-2] == 5
+    assert all(a is None for a in part.attentions[1:] + part.values[1:])
+    with pytest.raises(ValueError, match="did not run"):
+        att.rollout(part.attentions)
+    with pytest.raises(ValueError, match="no attention modules"):
+        with att.record(torch.nn.Linear(2, 2)):
+            pass
+    assert_no_hooks(model)
+
+
+def test_old_recorder_names_are_the_one_recorder():
+    from helpers import cifar_models
+
+    assert att.timm_attention is att.record and cifar_models.record_attention is att.record
+    assert att.TimmAttentionRecording is cifar_models.AttentionRecording is att.AttentionRecording
+    with pytest.raises(TypeError):
+        att.record(_course_vit(), True)  # the options are keyword-only (the old names had different orders)
 
 
 # ------------------------------------------------------------------------------------------ inside heads
@@ -271,7 +380,7 @@ def test_timm_gradients_match_autograd():
 def test_qk_similarity_softmax_is_attention_row():
     torch.manual_seed(0)
     vit = CourseViT(ViTConfig(image_size=16, patch_size=4, dim=32, depth=2, heads=2, tokenizer="linear")).eval()
-    with torch.no_grad(), record_attention(vit, qkv=True) as rec:
+    with torch.no_grad(), att.record(vit, qkv=True) as rec:
         vit(torch.randn(2, 3, 16, 16))
     q, k, a = rec.queries[1], rec.keys[1], rec.attentions[1]
     s = att.qk_similarity(q, k, (1, 2))  # patch 6 = token 7
