@@ -85,6 +85,21 @@ def pdf_text(path: Path) -> tuple[PdfReader, list[str]]:
     return reader, [page.extract_text() for page in reader.pages]
 
 
+def _is_formula(image) -> bool:
+    """A formula is drawn by mathtext in black or grey on white: every pixel a shade of grey. The figures of these
+    tests are drawn in colour."""
+    rgb = image.convert("RGB")
+    r, g, b = (band.tobytes() for band in rgb.split())
+    return r == g == b
+
+
+def images(path_or_reader) -> tuple[int, int]:
+    """(figures, formulas) drawn in a PDF."""
+    reader = path_or_reader if isinstance(path_or_reader, PdfReader) else PdfReader(path_or_reader)
+    kinds = [_is_formula(img.image) for page in reader.pages for img in page.images]
+    return kinds.count(False), kinds.count(True)
+
+
 @pytest.fixture(autouse=True)
 def _no_front_end(monkeypatch):
     """Tests run outside any notebook front end unless they say otherwise."""
@@ -107,12 +122,13 @@ def test_pdf_contents(tmp_path):
     # every question, in order
     positions = [text.index(f"Question 99.{m}") for m in range(1, 6)]
     assert positions == sorted(positions)
-    assert "Why is the sky blue? Use λ." in text
-    # answers: markdown rendered (no markup left), LaTeX readable
+    assert "Why is the sky blue? Use" in text
+    # answers: markdown rendered (no markup left); the formulas $\lambda$, $\alpha$, $\frac{a}{b}$ drawn by mathtext
     for snippet in ("My answer uses bold, emphasis and the function my_function()", "first item",
-                    "a nested item", "x = compute(1)", "the gradient is α", "a/b", "The curve goes up.",
+                    "a nested item", "x = compute(1)", "the gradient is", "second item with", "The curve goes up.",
                     "Model answer. Forty-two."):
         assert snippet in text, snippet
+    assert "alpha" not in text and "frac" not in text and "lambda" not in text
     assert "**" not in text and "`" not in text and "$" not in text and "SOLUTION" not in text
     assert "YOUR ANSWER HERE" not in text
     # 99.2 and 99.5 flagged, 99.1/3/4 not
@@ -121,8 +137,8 @@ def test_pdf_contents(tmp_path):
     assert "NOT ANSWERED" in section[2] and "NOT ANSWERED" in section[5]
     assert all("NOT ANSWERED" not in section[m] for m in (1, 3, 4))
     assert "3 of 5 questions" in text
-    # figures: one attach()-ed (99.1) + one from the # ATTACH cell (99.3)
-    assert sum(len(page.images) for page in reader.pages) == 2
+    # figures: one attach()-ed (99.1) + one from the # ATTACH cell (99.3); three inline formulas
+    assert images(reader) == (2, 3)
     assert "Figure 1 of 1 for question 99.1" in section[1] and "Figure 1 of 1 for question 99.3" in section[3]
     # page numbers
     n = len(reader.pages)
@@ -259,7 +275,7 @@ def test_export_local_and_submission_copy(tmp_path, monkeypatch, capsys):
     moved = other / copy.name
     moved.write_bytes(copy.read_bytes())
     rebuilt = submission.build_pdf(moved, NAME, "s99", out=other / "rebuilt.pdf")
-    assert sum(len(p.images) for p in PdfReader(rebuilt).pages) == 2  # 99.1 embedded, 99.3 from the # ATTACH cell
+    assert images(rebuilt) == (2, 3)  # 99.1 embedded, 99.3 from the # ATTACH cell; the three formulas
 
 
 def test_export_jupyterlab_session_and_not_found(tmp_path, monkeypatch):
@@ -290,12 +306,13 @@ def test_export_colab(tmp_path, monkeypatch):
     colab_dir.mkdir()
     monkeypatch.chdir(colab_dir)
     fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [1, 0], color="purple")  # in colour, as every figure of these tests (formulas are grey)
     submission.attach("99.3", fig)  # on Colab: saved under the working directory
     plt.close(fig)
     pdf = submission.export(NAME, "c1")
     assert pdf == colab_dir / f"{STEM}_c1.pdf" and downloads == [str(pdf)]
     assert "Copy of 99_fixture.ipynb" in PdfReader(pdf).pages[0].extract_text()
-    assert sum(len(p.images) for p in PdfReader(pdf).pages) == 2
+    assert images(pdf) == (2, 3)
 
 
 def test_images_in_answers(tmp_path):
@@ -309,7 +326,7 @@ def test_images_in_answers(tmp_path):
     path = tmp_path / "99_images.ipynb"
     nbformat.write(nb, path)
     reader, pages = pdf_text(submission.build_pdf(path, NAME, "5"))
-    assert sum(len(p.images) for p in reader.pages) == 2
+    assert images(reader) == (2, 0)
     assert "NOT ANSWERED" not in "".join(pages) and "logo" in "".join(pages)
 
 
@@ -358,7 +375,7 @@ def test_cli(tmp_path):
     r = _cli(str(nb), "--name", NAME, "--id", "77", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     pdf = tmp_path / f"{STEM}_77.pdf"
-    assert sum(len(p.images) for p in PdfReader(pdf).pages) == 2
+    assert images(pdf) == (2, 3)
     r = _cli(str(nb), "--name", NAME, "--id", "77", cwd=tmp_path)
     assert r.returncode == 1 and "already exists" in r.stderr
     assert _cli(str(nb), "--name", NAME, "--id", "77", "--overwrite", "--out", "x.pdf", cwd=tmp_path).returncode == 0
@@ -458,8 +475,163 @@ def test_table_and_formulas_in_an_answer(tmp_path):
     text = "\n".join(pages)
     for cell in ("method", "deletion AUC", "Grad-CAM", "0.31", "IG", "0.27"):
         assert cell in text, cell
-    assert sum(len(p.images) for p in reader.pages) == 1  # the drawn formula
+    assert images(reader) == (0, 1)  # the drawn formula
     assert "∑" not in text  # drawn, not written as text
     assert "a = α" in text and "aligned" not in text and "$" not in text  # the fallback: readable text
-    assert mathrender._mathtext_png(r"\frac{a}{b}") is not None
-    assert mathrender._mathtext_png(r"\begin{aligned} a \end{aligned}") is None
+    assert mathrender.render(r"\frac{a}{b}") is not None
+    assert mathrender.render(r"\begin{aligned} a \end{aligned}") is None
+
+
+# -- read-back checks of tables, formulas and line breaking, each shown to reject a known-wrong rendering ----------
+
+TABLE = [["method", "deletion", "seconds"], ["gradcam", "0.31", "1.5"], ["saliency", "0.44", "0.2"],
+         ["occlusion", "0.27", "40"]]
+FORMULAS = ("Inline $\\alpha_i = \\frac{\\partial f}{\\partial x_i}$ and $x^2$ in a line, one mathtext cannot draw: "
+            "$\\begin{cases} z \\end{cases}$.\n\n$$\\sum_i \\phi_i = f(x) - f(x^\\prime)$$\n\n"
+            "$$\\begin{aligned} b &= \\beta \\end{aligned}$$\n\nEnd.")
+
+
+def _answer_pdf(tmp_path: Path, answer: str, name: str = "answer") -> Path:
+    nb = new_notebook()
+    nb.cells = [new_markdown_cell("# 99 · Read-back"), new_markdown_cell("**TOSUBMIT 99.1** *(1 point)* Q."),
+                new_markdown_cell(answer)]
+    path = tmp_path / f"99_{name}.ipynb"
+    nbformat.write(nb, path)
+    return submission.build_pdf(path, NAME, "s1", out=tmp_path / f"{name}.pdf", overwrite=True)
+
+
+def _table_problems(pdf_path: Path) -> list[str]:
+    """What is wrong with TABLE in the PDF: a cell missing, the cells out of row-major order, Markdown left."""
+    text = "\n".join(pdf_text(pdf_path)[1])
+    body = text[text.index("Answer"):]
+    problems = [f"markup left: {m!r}" for m in ("|", "---") if m in body]
+    tokens = body.split()
+    cells = [c for row in TABLE for c in row]
+    missing = [c for c in cells if c not in tokens]
+    if missing:
+        return problems + [f"cells missing: {missing}"]
+    order = [tokens.index(c) for c in cells]
+    if order != sorted(order):
+        problems.append(f"cells out of order: {[tokens[i] for i in sorted(order)]}")
+    return problems
+
+
+def _table_md() -> str:
+    rows = ["| " + " | ".join(r) + " |" for r in TABLE]
+    return "\n".join([rows[0], "| --- | :-: | ---: |", *rows[1:]])
+
+
+def test_table_cells_read_back_in_order(tmp_path, monkeypatch):
+    assert _table_problems(_answer_pdf(tmp_path, "Before.\n\n" + _table_md() + "\n\nAfter.")) == []
+    # known-wrong renderings fail the check: a parser without tables (the Markdown printed as text) ...
+    import mistune
+
+    from helpers.submission import markdown, writer
+
+    monkeypatch.setattr(markdown, "_parser", lambda: mistune.create_markdown(renderer=None, plugins=["math"]))
+    assert any("markup" in p for p in _table_problems(_answer_pdf(tmp_path, _table_md(), "raw")))
+    monkeypatch.undo()
+    # ... and a table written column by column
+    original = writer.Writer._table
+
+    def transposed(self, tok, color):
+        head, body = tok["children"][0], tok["children"][1]
+        rows = [head["children"]] + [r["children"] for r in body["children"]]
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        body = [{"type": "table_row", "children": c} for c in columns[1:]]
+        tok = {"type": "table", "children": [{"type": "table_head", "children": columns[0]},
+                                             {"type": "table_body", "children": body}]}
+        original(self, tok, color)
+
+    monkeypatch.setattr(writer.Writer, "_table", transposed)
+    assert any("order" in p for p in _table_problems(_answer_pdf(tmp_path, _table_md(), "transposed")))
+
+
+def _formula_problems(pdf_path: Path) -> list[str]:
+    """What is wrong with FORMULAS in the PDF: the three drawable formulas must be images (inline ones too), the
+    two that mathtext cannot draw readable text, and no TeX source left."""
+    reader, pages = pdf_text(pdf_path)
+    text = "\n".join(pages)
+    problems = []
+    if images(reader) != (0, 3):
+        problems.append(f"(figures, formulas) drawn: {images(reader)}, expected (0, 3)")
+    for fallback in ("z", "b = β"):
+        if fallback not in text.split("cannot draw:")[-1]:
+            problems.append(f"fallback text {fallback!r} missing")
+    for tex in ("\\", "$", "begin", "cases", "aligned", "∑", "α"):
+        if tex in text:
+            problems.append(f"TeX or text instead of a drawing: {tex!r}")
+    return problems
+
+
+def test_inline_and_display_formulas_drawn_with_text_fallback(tmp_path, monkeypatch):
+    assert _formula_problems(_answer_pdf(tmp_path, FORMULAS)) == []
+    from helpers.submission import writer
+
+    # known-wrong renderings fail the check: every formula written as text (no mathtext) ...
+    monkeypatch.setattr(writer, "render", lambda *a, **k: None)
+    assert any("drawn" in p for p in _formula_problems(_answer_pdf(tmp_path, FORMULAS, "text")))
+    monkeypatch.undo()
+    # ... and formulas mathtext cannot draw silently dropped
+    monkeypatch.setattr(writer, "latex_to_text", lambda tex: "")
+    assert any("fallback" in p for p in _formula_problems(_answer_pdf(tmp_path, FORMULAS, "dropped")))
+
+
+def test_inline_formula_sits_on_the_baseline():
+    """An inline formula's image stands ``ascent`` above the baseline and ``depth`` below it, as mathtext laid it
+    out: x (no depth) ends on the baseline, x_i reaches below it, and a tall fraction makes its line taller."""
+    from helpers.submission import markdown, mathrender, writer
+
+    x, xi, frac = (mathrender.render(t, writer.BODY_SIZE) for t in ("x", "x_i", "\\frac{a}{b}"))
+    assert x.depth == pytest.approx(0, abs=0.05) and xi.depth > 0.2 and frac.ascent > x.ascent
+    w = writer.Writer("footer")
+    w.pdf.add_page()
+    placed = []
+    w.pdf.image = lambda data, x, y, w, h, link="": placed.append((y, h))  # where the line puts the images
+    heights = []
+    top0 = w.pdf.get_y()
+    for tex in ("x", "x_i", "\\frac{a}{b}"):
+        top = w.pdf.get_y()
+        w.text(markdown.spans(markdown.parse(f"word ${tex}$ word")[0]["children"]), after=0)
+        heights.append(w.pdf.get_y() - top)
+    bottoms = [y + h for y, h in placed]
+    depths = [f.depth for f in (x, xi, frac)]
+    baselines = [b - d - sum(heights[:k]) for k, (b, d) in enumerate(zip(bottoms, depths, strict=True))]
+    text_baseline = 0.5 * writer.LINE + 0.3 * writer.BODY_SIZE * 25.4 / 72  # where fpdf puts the words' baseline
+    assert baselines[0] - top0 == pytest.approx(text_baseline, abs=0.01)  # x on the words' baseline
+    assert baselines[0] == pytest.approx(baselines[1], abs=0.01)  # x_i too, its subscript below it
+    assert heights[0] == pytest.approx(heights[1], abs=0.01) and heights[2] > heights[0]  # the fraction: taller
+
+
+def _broken_words(pdf_path: Path, words: list[str]) -> list[str]:
+    text = "\n".join(pdf_text(pdf_path)[1])
+    body = text[text.index("Wrap.") + len("Wrap."):]
+    tokens = [t.strip(".") for t in body.split() if t.strip(".")]
+    return [t for t in tokens if t.isalpha() and t.islower() and t not in words + ["page"]]
+
+
+def test_word_wrap_check_rejects_words_broken_at_line_ends(tmp_path, monkeypatch):
+    """The check of test_words_wrap_whole_across_styled_runs fails on a layout that fills every line to the last
+    character, as fpdf's write() did."""
+    from helpers.submission import writer
+
+    words = ["sensitivity", "completeness", "forward", "attribution"]
+    nb = new_notebook()
+    nb.cells = [new_markdown_cell("# 99 · Wrapping"), new_markdown_cell("**TOSUBMIT 99.1** *(1 point)* Wrap."),
+                new_markdown_cell(" ".join(f"**{w}**" if i % 5 == 0 else w for i, w in enumerate(words * 15)))]
+    path = tmp_path / f"{STEM}.ipynb"
+    nbformat.write(nb, path)
+    assert _broken_words(submission.build_pdf(path, NAME, "s1"), words) == []
+
+    def fill_to_the_last_character(self, pieces, width):
+        lines, used = [[]], 0.0
+        for p in self._cut(pieces, 0.01):  # single characters
+            if used + p.width > width:
+                lines.append([])
+                used = 0.0
+            lines[-1].append(p)
+            used += p.width
+        return lines
+
+    monkeypatch.setattr(writer.Writer, "_lines", fill_to_the_last_character)
+    assert _broken_words(submission.build_pdf(path, NAME, "s1", overwrite=True), words)

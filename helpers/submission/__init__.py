@@ -45,10 +45,12 @@ corrupt JSON, no TOSUBMIT question, a missing or unreadable figure) raises :clas
 nothing: the PDF is built in memory first.
 
 Modules: :mod:`~helpers.submission.reading` (questions, answers and figures of a notebook),
-:mod:`~helpers.submission.markdown` (Markdown -> blocks and runs), :mod:`~helpers.submission.mathrender`
-(formulas: mathtext images, readable text fallback), :mod:`~helpers.submission.pdf` (the layout and
-:func:`build_pdf`), :mod:`~helpers.submission.notebook` (:func:`attach`, :func:`clear`, :func:`export`),
-:mod:`~helpers.submission.batch` (:func:`batch`) and :mod:`~helpers.submission.cli` (:func:`main`).
+:mod:`~helpers.submission.markdown` (Markdown parsed by mistune 3 into tokens and styled spans),
+:mod:`~helpers.submission.mathrender` (formulas drawn by matplotlib's mathtext; readable text where it cannot),
+:mod:`~helpers.submission.writer` (the page layout on fpdf2: lines with inline formulas, blocks, figures),
+:mod:`~helpers.submission.pdf` (:func:`build_pdf`), :mod:`~helpers.submission.notebook` (:func:`attach`,
+:func:`clear`, :func:`export`), :mod:`~helpers.submission.batch` (:func:`batch`) and
+:mod:`~helpers.submission.cli` (:func:`main`).
 """
 
 from __future__ import annotations

@@ -1,275 +1,136 @@
-"""Markdown -> blocks and styled runs for the PDF writer."""
+"""Markdown of questions and answers -> the token tree that the PDF writer draws.
+
+Parsing is mistune 3's (CommonMark with GitHub tables and strikethrough, ``$...$`` / ``$$...$$`` math, bare URLs
+as links), through its AST renderer: :func:`parse` returns the block tokens as mistune writes them (dicts with
+``type``, ``children``, ``raw``, ``attrs``). The writer walks them; :func:`spans` flattens the inline children of a
+paragraph into styled :class:`Span` s, :func:`plain_text` into one string (table cells), and :func:`image_sources`
+lists the images an answer shows (read before drawing, so a missing file fails early).
+"""
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from .mathrender import latex_to_text
-from .reading import _IMAGE_REF
+
+__all__ = ["PLUGINS", "Span", "parse", "spans", "plain_text", "image_sources", "html_text"]
+
+#: mistune plugins: what answers use beyond CommonMark
+PLUGINS = ("table", "math", "strikethrough", "url")
+
+_TAG = re.compile(r"<[^<>]*>")
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_BR = re.compile(r"^<br\s*/?>$", re.IGNORECASE)
+
+Token = dict[str, Any]
 
 
-@dataclass
-class _Run:
-    text: str
+@dataclass(frozen=True)
+class Span:
+    """One piece of inline content: ``kind`` is ``"text"``, ``"math"`` (``text`` is the TeX), ``"image"`` (``text``
+    the alt text, ``link`` the source) or ``"break"`` (a hard line break)."""
+
+    kind: str
+    text: str = ""
     bold: bool = False
     italic: bool = False
     code: bool = False
-    math: bool = False
+    strike: bool = False
     link: str = ""
 
 
-_HTML_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)(?:\s[^<>]*)?/?>")
-_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
-_ESCAPABLE = set("\\`*_{}[]()#+-.!$|<>~")
+@lru_cache(maxsize=1)
+def _parser() -> Any:
+    import mistune
+
+    return mistune.create_markdown(renderer=None, plugins=list(PLUGINS))
 
 
-def _inline(text: str) -> list[_Run]:
-    """Inline markdown -> runs: **bold**, *emphasis*, `code`, $math$, [links](url), <br>; HTML tags dropped."""
-    runs: list[_Run] = []
-    buf: list[str] = []
-    bold = italic = False
-
-    def flush() -> None:
-        if buf:
-            runs.append(_Run("".join(buf), bold, italic))
-            buf.clear()
-
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\" and i + 1 < n and text[i + 1] in _ESCAPABLE:
-            buf.append(text[i + 1])
-            i += 2
-            continue
-        if c == "`":
-            k = len(text[i:]) - len(text[i:].lstrip("`"))
-            end = text.find("`" * k, i + k)
-            if end >= 0:
-                flush()
-                runs.append(_Run(text[i + k:end].strip() or text[i + k:end], code=True))
-                i = end + k
-                continue
-            buf.append("`" * k)
-            i += k
-            continue
-        if c == "$":
-            if text.startswith("$$", i):
-                end = text.find("$$", i + 2)
-                if end > i + 2:
-                    flush()
-                    runs.append(_Run(latex_to_text(text[i + 2:end]), math=True))
-                    i = end + 2
-                    continue
-            elif i + 1 < n and not text[i + 1].isspace():
-                m = re.compile(r"(?<![\s\\])\$(?!\d)").search(text, i + 1)
-                if m:
-                    flush()
-                    runs.append(_Run(latex_to_text(text[i + 1:m.start()]), math=True))
-                    i = m.end()
-                    continue
-            buf.append(c)
-            i += 1
-            continue
-        if c in "*_" and text.startswith(c * 3, i):
-            closing = text.find(c * 3, i + 3)
-            if bold and italic or closing > i + 3:
-                flush()
-                bold, italic = not bold, not italic
-                i += 3
-                continue
-        if c in "*_" and text.startswith(c * 2, i):
-            if bold or text.find(c * 2, i + 2) > i + 2:
-                flush()
-                bold = not bold
-                i += 2
-                continue
-        if c in "*_":
-            prev = text[i - 1] if i > 0 else " "
-            nxt = text[i + 1] if i + 1 < n else " "
-            intraword = c == "_" and prev.isalnum() and nxt.isalnum()
-            opening = not italic and not nxt.isspace() and text.find(c, i + 1) > i + 1
-            closing = italic and not prev.isspace()
-            if not intraword and (opening or closing):
-                flush()
-                italic = not italic
-                i += 1
-                continue
-        if c == "[":
-            m = _LINK.match(text, i)
-            if m:
-                flush()
-                label = "".join(r.text for r in _inline(m.group(1))) or m.group(2)
-                runs.append(_Run(label, bold, italic, link=m.group(2)))
-                i = m.end()
-                continue
-        if c == "!" and text.startswith("![", i):
-            m = _IMAGE_REF.match(text, i)
-            if m:
-                flush()
-                runs.append(_Run(f"[image: {m.group(1) or m.group(2)}]", italic=True))
-                i = m.end()
-                continue
-        if c == "<":
-            m = _HTML_TAG.match(text, i)
-            if m:
-                if m.group(1).lower() == "br":
-                    buf.append("\n")
-                i = m.end()
-                continue
-            m = re.match(r"<(https?://[^>\s]+)>", text[i:])
-            if m:
-                flush()
-                runs.append(_Run(m.group(1), link=m.group(1)))
-                i += m.end()
-                continue
-        if c == "&":
-            m = re.match(r"&(nbsp|amp|lt|gt|quot);", text[i:])
-            if m:
-                buf.append({"nbsp": " ", "amp": "&", "lt": "<", "gt": ">", "quot": '"'}[m.group(1)])
-                i += m.end()
-                continue
-        buf.append(c)
-        i += 1
-    flush()
-    return runs
+def parse(md: str) -> list[Token]:
+    """Markdown -> mistune's block tokens, without the ``blank_line`` ones: ``paragraph``, ``heading``
+    (``attrs.level``), ``list`` (``attrs.ordered``, ``attrs.start``, ``attrs.depth``; ``list_item`` children holding
+    ``block_text`` or ``paragraph`` and nested blocks), ``block_code``, ``block_math``, ``block_quote``, ``table``,
+    ``thematic_break``, ``block_html``."""
+    return [t for t in _parser()(md) if t.get("type") != "blank_line"]
 
 
-_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([\w+-]*)")
-_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-_HR = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
-_ITEM = re.compile(r"^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$")
-_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+def html_text(raw: str) -> str:
+    """The text of raw HTML: comments and tags dropped, entities decoded."""
+    return html.unescape(_TAG.sub("", _COMMENT.sub("", raw)))
 
 
-def _blocks(md: str) -> list[tuple]:
-    """Markdown -> blocks: ("heading", level, text), ("para", text), ("list", [(level, marker, text)]),
-    ("code", text), ("math", text), ("quote", md), ("hr",), ("image", alt, src), ("table", rows)."""
-    md = re.sub(r"<!--.*?-->", "", md, flags=re.DOTALL).replace("\t", "    ")
-    lines = md.splitlines()
-    blocks: list[tuple] = []
-    para: list[str] = []
-
-    def end_para() -> None:
-        if para:
-            text = ""
-            for k, line in enumerate(para):
-                hard = line.endswith("  ") or line.endswith("\\")
-                line = line.rstrip().rstrip("\\") if hard else line.strip()
-                text += line.strip() + ("\n" if hard and k < len(para) - 1 else " ")
-            blocks.append(("para", text.strip()))
-            para.clear()
-
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        fence = _FENCE.match(line)
-        if fence:
-            end_para()
-            mark = fence.group(1)
-            body = []
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith(mark):
-                body.append(lines[i])
-                i += 1
-            blocks.append(("code", "\n".join(body)))
-            i += 1
-            continue
-        if stripped.startswith("$$"):
-            end_para()
-            rest = stripped[2:]
-            if rest.rstrip().endswith("$$") and len(rest.rstrip()) >= 2:
-                blocks.append(("math", rest.rstrip()[:-2]))
-                i += 1
-                continue
-            body = [rest]
-            i += 1
-            while i < len(lines) and "$$" not in lines[i]:
-                body.append(lines[i])
-                i += 1
-            if i < len(lines):
-                body.append(lines[i].split("$$")[0])
-            blocks.append(("math", " ".join(body)))
-            i += 1
-            continue
-        if not stripped:
-            end_para()
-            i += 1
-            continue
-        m = _HEADING.match(line)
-        if m:
-            end_para()
-            blocks.append(("heading", len(m.group(1)), m.group(2)))
-            i += 1
-            continue
-        if _HR.match(line):
-            end_para()
-            blocks.append(("hr",))
-            i += 1
-            continue
-        m = _IMAGE_REF.fullmatch(stripped)
-        if m:
-            end_para()
-            blocks.append(("image", m.group(1), m.group(2)))
-            i += 1
-            continue
-        if stripped.startswith(">"):
-            end_para()
-            body = []
-            while i < len(lines) and lines[i].strip().startswith(">"):
-                body.append(re.sub(r"^\s*>\s?", "", lines[i]))
-                i += 1
-            blocks.append(("quote", "\n".join(body)))
-            continue
-        if stripped.startswith("|") and i + 1 < len(lines) and _TABLE_SEP.match(lines[i + 1]) and "-" in lines[i + 1]:
-            end_para()
-            rows = [line]
-            i += 2
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                rows.append(lines[i])
-                i += 1
-            cells = [[c.strip() for c in re.split(r"(?<!\\)\|", r.strip().strip("|"))] for r in rows]
-            blocks.append(("table", cells))
-            continue
-        m = _ITEM.match(line)
-        if m and not para:
-            items: list[list] = []
-            indents: list[int] = []
-            while i < len(lines):
-                line = lines[i]
-                m = _ITEM.match(line)
-                if m:
-                    indent = len(m.group(1))
-                    while indents and indent < indents[-1]:
-                        indents.pop()
-                    if not indents or indent > indents[-1] + 1:
-                        indents.append(indent)
-                    items.append([len(indents) - 1, m.group(2), m.group(3)])
-                    i += 1
-                elif line.strip() and not _FENCE.match(line) and not _HEADING.match(line):
-                    items[-1][2] += ("\n" if line.endswith("  ") else " ") + line.strip()
-                    i += 1
-                elif not line.strip() and i + 1 < len(lines) and (_ITEM.match(lines[i + 1]) or
-                                                                  lines[i + 1].startswith("  ")):
-                    i += 1
-                else:
-                    break
-            blocks.append(("list", [tuple(it) for it in items]))
-            continue
-        if line.startswith("    ") and not para:
-            body = []
-            while i < len(lines) and (lines[i].startswith("    ") or not lines[i].strip()):
-                body.append(lines[i][4:])
-                i += 1
-            blocks.append(("code", "\n".join(body).rstrip("\n")))
-            continue
-        para.append(line)
-        i += 1
-    end_para()
-    return blocks
+def spans(children: list[Token], *, bold: bool = False, italic: bool = False, strike: bool = False,
+          link: str = "") -> list[Span]:
+    """Inline tokens -> spans, styles inherited from the enclosing ``strong`` / ``emphasis`` / ``strikethrough`` /
+    ``link``. A soft line break is a space, ``<br>`` a hard break; other inline HTML is dropped."""
+    out: list[Span] = []
+    style = {"bold": bold, "italic": italic, "strike": strike, "link": link}
+    children = _join_double_dollars(children)
+    for tok in children:
+        kind = tok.get("type")
+        if kind == "text":
+            out.append(Span("text", html.unescape(tok.get("raw", "")), **style))
+        elif kind == "strong":
+            out += spans(tok.get("children", []), **{**style, "bold": True})
+        elif kind == "emphasis":
+            out += spans(tok.get("children", []), **{**style, "italic": True})
+        elif kind == "strikethrough":
+            out += spans(tok.get("children", []), **{**style, "strike": True})
+        elif kind == "link":
+            out += spans(tok.get("children", []), **{**style, "link": tok.get("attrs", {}).get("url", "")})
+        elif kind == "codespan":
+            out.append(Span("text", tok.get("raw", ""), code=True, strike=strike, link=link))
+        elif kind in ("inline_math", "block_math"):  # "$$x$$" inside a line of text: drawn in the line
+            out.append(Span("math", tok.get("raw", ""), link=link))
+        elif kind == "image":
+            out.append(Span("image", plain_text(tok.get("children", [])), link=tok.get("attrs", {}).get("url", "")))
+        elif kind == "linebreak":
+            out.append(Span("break"))
+        elif kind == "softbreak":
+            out.append(Span("text", " ", **style))
+        elif kind == "inline_html":
+            if _BR.match(tok.get("raw", "").strip()):
+                out.append(Span("break"))
+        elif "children" in tok:
+            out += spans(tok["children"], **style)
+        elif tok.get("raw"):
+            out.append(Span("text", html.unescape(tok["raw"]), **style))
+    return out
 
 
-# --------------------------------------------------------------------------------------------------------------
-# PDF
-# --------------------------------------------------------------------------------------------------------------
+def _join_double_dollars(children: list[Token]) -> list[Token]:
+    """mistune before 3.3 (Colab's 3.2) reads ``a $$x$$ b`` as inline math ``$x`` then text ``$ b``; newer ones as
+    math ``x``: the same tokens for both."""
+    out = list(children)
+    for i, tok in enumerate(out[:-1]):
+        nxt = out[i + 1]
+        if (tok.get("type") == "inline_math" and tok.get("raw", "").startswith("$") and nxt.get("type") == "text"
+                and nxt.get("raw", "").startswith("$")):
+            out[i] = {**tok, "raw": tok["raw"][1:]}
+            out[i + 1] = {**nxt, "raw": nxt["raw"][1:]}
+    return out
+
+
+def plain_text(children: list[Token]) -> str:
+    """Inline tokens -> one line of text (math as readable text, images as their alt text)."""
+    parts = []
+    for s in spans(children):
+        parts.append(latex_to_text(s.text) if s.kind == "math" else " " if s.kind == "break" else s.text)
+    return "".join(parts)
+
+
+def _walk(tokens: list[Token]):
+    for tok in tokens:
+        yield tok
+        if isinstance(tok.get("children"), list):
+            yield from _walk(tok["children"])
+
+
+def image_sources(md: str) -> list[tuple[str, str]]:
+    """The ``(alt, src)`` of every image the Markdown shows, in order (duplicates kept)."""
+    return [(plain_text(t.get("children", [])), t.get("attrs", {}).get("url", ""))
+            for t in _walk(parse(md)) if t.get("type") == "image"]

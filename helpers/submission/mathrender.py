@@ -1,11 +1,16 @@
-"""Formulas: LaTeX drawn by matplotlib's mathtext, and readable Unicode text where mathtext cannot draw it."""
+"""Formulas: LaTeX drawn by matplotlib's mathtext (:func:`render`), and readable Unicode text where mathtext cannot
+draw it (:func:`latex_to_text`)."""
+
+
 
 from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
+from functools import lru_cache
 
-_MATH_DPI = 300  # formulas are drawn by mathtext at this resolution
+MATH_DPI = 300  # formulas are drawn by mathtext at this resolution
 
 _GREEK = {
     "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε", "zeta": "ζ",
@@ -131,29 +136,68 @@ def latex_to_text(s: str) -> str:
     return "".join(out)
 
 
-def _mathtext_png(tex: str, color: tuple = (0, 0, 0), size: float = 12.0) -> bytes | None:
-    """Display math drawn by matplotlib's mathtext as a PNG (white background), or None when mathtext cannot
-    parse it (environments such as ``aligned``, unsupported commands): the caller then writes it as text."""
+@dataclass(frozen=True)
+class Formula:
+    """A formula drawn by mathtext: a PNG (white background) and its size in mm; the baseline lies ``depth`` mm
+    above the image's bottom edge, so ``height - depth`` of it stands above the line of text."""
+
+    png: bytes
+    width: float
+    height: float
+    depth: float
+
+    @property
+    def ascent(self) -> float:
+        return self.height - self.depth
+
+
+_MATHTEXT_SPELLING = [  # LaTeX that mathtext spells differently (or not at all): rewritten before drawing
+    (re.compile(r"\\tfrac(?![A-Za-z])"), r"\\frac"),
+    (re.compile(r"\\(d?frac)\s*([A-Za-z0-9])\s*([A-Za-z0-9])"), r"\\\1{\2}{\3}"),  # \frac23
+    (re.compile(r"\\(mathbb|mathbf|mathrm|mathcal|mathit|mathsf)\s+([A-Za-z0-9])"), r"\\\1{\2}"),  # \mathbb 1
+    (re.compile(r"\\[lr]Vert(?![A-Za-z])"), r"\\|"),
+    (re.compile(r"\\[lr]vert(?![A-Za-z])"), "|"),
+]
+
+
+def _mathtext_spelling(tex: str) -> str:
+    for pattern, repl in _MATHTEXT_SPELLING:
+        tex = pattern.sub(repl, tex)
+    return tex
+
+
+@lru_cache(maxsize=1024)
+def render(tex: str, size: float = 12.0, color: tuple[int, int, int] = (0, 0, 0), dpi: int = MATH_DPI
+           ) -> Formula | None:
+    """LaTeX math (without the ``$``) drawn by matplotlib's mathtext at ``size`` points, or None when mathtext
+    cannot parse it (environments such as ``aligned``, ``\\\\`` line breaks, unsupported commands): the caller then
+    writes :func:`latex_to_text` instead. The metrics come from mathtext's own layout, at ``dpi``."""
     tex = " ".join(tex.strip().split())
     if not tex:
         return None
     try:
-        from matplotlib import mathtext
+        from matplotlib import rc_context
+        from matplotlib.figure import Figure
         from matplotlib.font_manager import FontProperties
+        from matplotlib.mathtext import MathTextParser
     except ImportError:
         return None
+    s = f"${_mathtext_spelling(tex)}$"
     buf = io.BytesIO()
-    try:
-        mathtext.math_to_image(f"${tex}$", buf, prop=FontProperties(size=size), dpi=_MATH_DPI, format="png",
-                               color=tuple(c / 255 for c in color))
+    try:  # DejaVu, as the body text, whatever style a notebook set
+        with rc_context({"mathtext.fontset": "dejavusans", "mathtext.default": "it", "text.usetex": False}):
+            prop = FontProperties(family="DejaVu Sans", size=size)
+            width, height, depth = MathTextParser("path").parse(s, dpi=dpi, prop=prop)[:3]  # in pixels at dpi
+            if width <= 0 or height <= 0:
+                return None
+            fig = Figure(figsize=(width / dpi, height / dpi))
+            fig.text(0, depth / height, s, fontproperties=prop, color=tuple(c / 255 for c in color))
+            fig.savefig(buf, dpi=dpi, format="png", facecolor="white")
     except Exception:  # mathtext raises ValueError on what it cannot parse, and other errors on odd input
         return None
     from PIL import Image
 
-    with Image.open(io.BytesIO(buf.getvalue())) as img:  # transparent -> white, as the page
-        img = img.convert("RGBA")
-        flat = Image.new("RGB", img.size, (255, 255, 255))
-        flat.paste(img, mask=img.getchannel("A"))
-    out = io.BytesIO()
-    flat.save(out, format="PNG")
-    return out.getvalue()
+    with Image.open(io.BytesIO(buf.getvalue())) as img:
+        w_px, h_px = img.size
+    mm = 25.4 / dpi
+    return Formula(buf.getvalue(), w_px * mm, h_px * mm, float(depth) * mm)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import convention
+from . import markdown
 
 FIGURES_DIR = "submission_figures"
 PLACEHOLDER = convention.PLACEHOLDER
@@ -20,7 +21,6 @@ METADATA_KEY = "xai_submission"
 _ATTACH_LINE = re.compile(r"^#\s*ATTACH\s+(\d+\.\d+)\s*$", re.IGNORECASE)
 _FIGURE_FILE = re.compile(r"^(\d+\.\d+)_(\d+)\.png$")
 _QUESTION_NUMBER = re.compile(r"^\d+\.\d+$")
-_IMAGE_REF = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 
 class SubmissionError(ValueError):
@@ -275,8 +275,7 @@ def _qkey(number: str) -> tuple[int, int]:
 def _answer_images(q: Question, base_dir: Path) -> dict[str, bytes | None]:
     """Images referenced by ``![..](src)`` in the answer: src -> PNG/JPEG bytes (None for web links)."""
     out: dict[str, bytes | None] = {}
-    for m in _IMAGE_REF.finditer(q.answer):
-        src = m.group(2)
+    for _, src in markdown.image_sources(q.answer):
         if src in out:
             continue
         if src.startswith("attachment:"):
