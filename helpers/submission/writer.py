@@ -287,13 +287,13 @@ class Writer:
             pdf.add_page()
             top = pdf.get_y()
         base = top + up
-        x = pdf.l_margin
+        x = pdf.l_margin + pdf.c_margin  # where fpdf's cells (labels, headings) put their text
         if align == "C":
-            x += max(0.0, (pdf.w - pdf.r_margin - pdf.l_margin - sum(p.width for p in line)) / 2)
+            x += max(0.0, (self._width() - sum(p.width for p in line)) / 2)
         if self._marker is not None:
             mx, text, color = self._marker
             self._marker = None
-            self._draw_text(mx, base, text, "body", "", size, color, "", False)
+            self._draw_text(mx + pdf.c_margin, base, text, "body", "", size, color, "", False)
         runs: list[_Piece] = []
         for p in line:  # same-style neighbours in one text run: what a PDF reader extracts keeps its spaces
             if runs and runs[-1].same_run(p):
@@ -328,13 +328,17 @@ class Writer:
             pdf.line(x, base - 0.3 * fs, x + pdf.get_string_width(text), base - 0.3 * fs)
         pdf.set_text_color(0, 0, 0)
 
+    def _width(self) -> float:
+        """The width of a line of text: between the margins, less fpdf's cell margin on either side."""
+        pdf = self.pdf
+        return pdf.w - pdf.r_margin - pdf.l_margin - 2 * pdf.c_margin
+
     def text(self, spans: Sequence[Span], size: float = BODY_SIZE, color: tuple = (0, 0, 0), bold: bool = False,
              align: str = "L", after: float = 1.2) -> None:
         """Inline content as lines from the left margin, then ``after`` mm of space."""
         pdf = self.pdf
         pdf.set_x(pdf.l_margin)
-        width = pdf.w - pdf.r_margin - pdf.l_margin
-        for line in self._lines(self._pieces(spans, size, color, bold), width):
+        for line in self._lines(self._pieces(spans, size, color, bold), self._width()):
             self._draw_line(line, size, align)
         pdf.set_text_color(0, 0, 0)
         pdf.ln(after)
