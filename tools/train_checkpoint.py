@@ -42,6 +42,7 @@ from helpers.data import CIFAR10_CLASSES  # noqa: E402
 from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train, with_overrides  # noqa: E402
 
 DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+DEFAULT_CACHE = Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt"
 VAL_PER_CLASS = 500
 
 RECIPES = {
@@ -118,11 +119,29 @@ def load_jpeg_split(tar_path: Path, cache: Path) -> tuple[torch.Tensor, torch.Te
     return out
 
 
+def add_split_args(parser: argparse.ArgumentParser, out: Path | None = ROOT / "data" / "checkpoints") -> None:
+    """The options the training tools share: ``--data`` and ``--cache`` (the JPEG split, see :func:`load_split`),
+    ``--threads`` and, unless ``out`` is None, ``--out`` (default ``out``) and ``--no-save``."""
+    parser.add_argument("--data", type=Path, default=DEFAULT_TAR, help="the CIFAR-10 JPEG tarball")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the decoded split (written on first use)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    if out is not None:
+        parser.add_argument("--out", type=Path, default=out, help="the checkpoint directory")
+        parser.add_argument("--no-save", action="store_true", help="train and report only")
+
+
+def load_split(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Set torch's threads from ``--threads`` (if given), then :func:`load_jpeg_split` of ``--data`` / ``--cache``:
+    (train_x, train_y, val_x, val_y), uint8 (N, 3, 32, 32) and int64 (N,)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return load_jpeg_split(args.data, args.cache)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=sorted(RECIPES))
-    p.add_argument("--data", type=Path, default=DEFAULT_TAR)
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt")
+    add_split_args(p)
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
     p.add_argument("--warmup", type=float, help="override the recipe's warm-up epochs")
@@ -148,13 +167,8 @@ def main() -> None:
     p.add_argument("--widths", type=int, nargs=4, help="cnn_cifar10 only: the CNN's four widths (default: shipped)")
     p.add_argument("--fp16", action="store_true", help="store the weights as fp16 (half the file; see save_checkpoint)")
     p.add_argument("--max-minutes", type=float, help="stop at this wall-clock budget")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads")
-    p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints")
-    p.add_argument("--no-save", action="store_true", help="train and report only (benchmarks)")
     p.add_argument("--log", type=Path, help="write the history as JSON here")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model_cfg, train_cfg = RECIPES[args.name]
     if args.widths:
         if not isinstance(model_cfg, CNNConfig):
@@ -178,7 +192,7 @@ def main() -> None:
     train_cfg = replace(train_cfg, max_minutes=args.max_minutes)  # no option: no budget
     torch.manual_seed(train_cfg.seed)
     t0 = time.time()
-    tx, ty, vx, vy = load_jpeg_split(args.data, args.cache)
+    tx, ty, vx, vy = load_split(args)
     print(f"data: {len(tx)} train / {len(vx)} val images, loaded in {time.time() - t0:.1f} s", flush=True)
     model = build_model(model_cfg)
     parent: dict | None = None

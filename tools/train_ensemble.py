@@ -30,29 +30,22 @@ from helpers import training  # noqa: E402
 from helpers.checkpoints import ARCHITECTURES, load_checkpoint, save_checkpoint  # noqa: E402
 from helpers.cifar_models import build_model  # noqa: E402
 from helpers.uncertainty import DROPOUT_P, ENSEMBLE_MEMBERS, head_dropout  # noqa: E402
-from tools.train_checkpoint import DEFAULT_TAR, load_jpeg_split  # noqa: E402
+from tools.train_checkpoint import add_split_args, load_split  # noqa: E402
 
-
-def recipe(epochs: int, seed: int) -> training.TrainConfig:
-    """The members' recipe: AdamW, one epoch of warm-up then cosine decay, crop + flip, no label smoothing."""
-    return training.TrainConfig(epochs=epochs, batch_size=128, lr=2e-3, weight_decay=0.05, label_smoothing=0.0,
-                                crop_padding=4, flip=True, amp=False, seed=seed, eval_every=epochs)
+#: the members' recipe: AdamW, one epoch of warm-up then cosine decay, crop + flip, no label smoothing; each member
+#: gets its own seed and --epochs (evaluated once, at the end)
+RECIPE = training.TrainConfig(epochs=6, batch_size=128, lr=2e-3, weight_decay=0.05, label_smoothing=0.0,
+                              crop_padding=4, flip=True, amp=False)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_TAR)
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt")
+    add_split_args(p)
     p.add_argument("--members", type=int, nargs="+", default=list(range(len(ENSEMBLE_MEMBERS))))
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=RECIPE.epochs)
     p.add_argument("--train", type=int, help="use only N training images (a seeded subset; tests)")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads")
-    p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints")
-    p.add_argument("--no-save", action="store_true")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tx, ty, vx, vy = load_jpeg_split(args.data, args.cache)
+    tx, ty, vx, vy = load_split(args)
     if args.train:
         pick = torch.randperm(len(tx), generator=torch.Generator().manual_seed(0))[: args.train]  # classes mixed
         tx, ty = tx[pick], ty[pick]
@@ -64,7 +57,8 @@ def main() -> int:
         model = build_model(ARCHITECTURES[name])
         start = time.perf_counter()
         with head_dropout(model, DROPOUT_P):
-            hist = training.train(model, tx, ty, recipe(args.epochs, seed=k), vx, vy, show_progress=False,
+            cfg = training.with_overrides(RECIPE, epochs=args.epochs, seed=k, eval_every=args.epochs)
+            hist = training.train(model, tx, ty, cfg, vx, vy, show_progress=False,
                                   log=lambda m, name=name: print(f"{name}: {m}", flush=True))
         minutes = (time.perf_counter() - start) / 60
         val = float(training.evaluate(model.eval(), vx, vy))

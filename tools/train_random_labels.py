@@ -27,24 +27,21 @@ sys.path.insert(0, str(ROOT))
 from helpers import training  # noqa: E402
 from helpers.checkpoints import ARCHITECTURES, load_checkpoint, save_checkpoint  # noqa: E402
 from helpers.cifar_models import build_model  # noqa: E402
-from tools.train_checkpoint import DEFAULT_TAR, load_jpeg_split  # noqa: E402
+from tools.train_checkpoint import add_split_args, load_split  # noqa: E402
 
 NAME = "cnn_cifar10_random_labels"
+#: memorisation only: no augmentation, no weight decay, no label smoothing (--epochs overrides the epochs)
+RECIPE = training.TrainConfig(epochs=40, batch_size=128, lr=2e-3, weight_decay=0.0, label_smoothing=0.0,
+                              crop_padding=0, flip=False, eval_every=5)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_TAR)
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt")
+    add_split_args(p)
     p.add_argument("--train", type=int, default=5000, help="training images (a seeded random subset)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--threads", type=int, help="torch.set_num_threads")
-    p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints")
-    p.add_argument("--no-save", action="store_true")
+    p.add_argument("--epochs", type=int, default=RECIPE.epochs)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tx, ty, vx, vy = load_jpeg_split(args.data, args.cache)
+    tx, ty, vx, vy = load_split(args)
     pick = torch.randperm(len(tx), generator=torch.Generator().manual_seed(0))[: args.train]
     x_train, y_true = tx[pick], ty[pick]
     y_random = y_true[torch.randperm(len(y_true), generator=torch.Generator().manual_seed(1))]
@@ -52,8 +49,7 @@ def main() -> int:
           f"{(y_random == y_true).float().mean():.3f}")
     torch.manual_seed(0)
     model = build_model(ARCHITECTURES[NAME])
-    cfg = training.TrainConfig(epochs=args.epochs, batch_size=128, lr=2e-3, weight_decay=0.0, label_smoothing=0.0,
-                               crop_padding=0, flip=False, eval_every=5)
+    cfg = training.with_overrides(RECIPE, epochs=args.epochs)
     start = time.perf_counter()
     training.train(model, x_train, y_random, cfg, x_train, y_random, show_progress=False, log=print)
     minutes = (time.perf_counter() - start) / 60

@@ -25,28 +25,24 @@ sys.path.insert(0, str(ROOT))
 from helpers import synthetic, training  # noqa: E402
 from helpers.checkpoints import ARCHITECTURES, save_checkpoint  # noqa: E402
 from helpers.cifar_models import build_model  # noqa: E402
-from tools.train_checkpoint import DEFAULT_TAR, load_jpeg_split  # noqa: E402
+from tools.train_checkpoint import add_split_args, load_split  # noqa: E402
+
+RECIPE = training.TrainConfig(epochs=3, batch_size=128, lr=2e-3, crop_padding=2, label_smoothing=0.0)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_TAR)
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt")
+    add_split_args(p)
     p.add_argument("--train", type=int, default=20000, help="training images (a seeded random subset)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--threads", type=int, help="torch.set_num_threads")
-    p.add_argument("--out", type=Path, default=ROOT / "data" / "checkpoints")
-    p.add_argument("--no-save", action="store_true")
+    p.add_argument("--epochs", type=int, default=RECIPE.epochs)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tx, _, vx, _ = load_jpeg_split(args.data, args.cache)
+    tx, _, vx, _ = load_split(args)
     pick = torch.randperm(len(tx), generator=torch.Generator().manual_seed(0))[: args.train]
     x_train, y_train, _ = synthetic.paste_shapes(tx[pick], seed=1)
     x_val, y_val, _ = synthetic.paste_shapes(vx, seed=2)
     torch.manual_seed(0)
     model = build_model(ARCHITECTURES["cnn_shapes"])
-    cfg = training.TrainConfig(epochs=args.epochs, batch_size=128, lr=2e-3, crop_padding=2, label_smoothing=0.0)
+    cfg = training.with_overrides(RECIPE, epochs=args.epochs)
     start = time.perf_counter()
     hist = training.train(model, x_train, y_train, cfg, x_val, y_val, show_progress=False, log=print)
     minutes = (time.perf_counter() - start) / 60
