@@ -186,8 +186,10 @@ def image_grid(images: Sequence[Any], titles: Sequence[str] | None = None, ncols
         raise ValueError(f"ncols must be >= 1, got {ncols}")
     ncols = min(ncols, len(items))
     nrows = -(-len(items) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
-                             squeeze=False)
+    # room for the titles: 9-pt lines need about 0.17 in each, so two-line titles do not run into the row above
+    title_lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    height = nrows * (size + 0.17 * title_lines) + (0.4 if suptitle else 0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, height), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i >= len(items):
