@@ -635,3 +635,60 @@ def test_word_wrap_check_rejects_words_broken_at_line_ends(tmp_path, monkeypatch
 
     monkeypatch.setattr(writer.Writer, "_lines", fill_to_the_last_character)
     assert _broken_words(submission.build_pdf(path, NAME, "s1", overwrite=True), words)
+
+
+BLOCKS = """## Heading of the answer
+
+3. third point
+4. fourth point
+   1. nested one
+   2. nested two
+
+> quoted reasoning
+
+Text with a [course link](https://example.org/course), ~~struck~~ text, a hard break\\
+next line<br>after br, &amp; an entity.
+
+<div>html block text</div>
+
+---
+Last words."""
+
+
+def _block_problems(pdf_path: Path) -> list[str]:
+    """What is wrong with BLOCKS in the PDF: each piece of text, in order, without markup; the ordered list numbered
+    from its start; the link clickable."""
+    reader, pages = pdf_text(pdf_path)
+    text = "\n".join(pages)
+    body = text[text.index("Answer"):]
+    expected = ["Heading of the answer", "3.", "third point", "4.", "fourth point", "1.", "nested one", "2.",
+                "nested two", "quoted reasoning", "Text with a course link,", "struck", "a hard break", "next line",
+                "after br, & an entity.", "html block text", "Last words."]
+    problems = [f"missing: {e!r}" for e in expected if e not in body]
+    if not problems:
+        positions = [body.index(e, body.index(expected[k - 1]) if k else 0) for k, e in enumerate(expected)]
+        if positions != sorted(positions):
+            problems.append("out of order")
+    problems += [f"markup left: {m!r}" for m in ("##", ">", "~~", "<", "&amp;", "](", "---") if m in body]
+    lines = body.splitlines()
+    if not any(line.strip().endswith("a hard break") for line in lines):
+        problems.append("no line break after 'a hard break'")
+    uris = [a.get_object().get("/A", {}).get("/URI") for page in reader.pages for a in page.get("/Annots", [])]
+    if "https://example.org/course" not in uris:
+        problems.append(f"link not clickable: {uris}")
+    return problems
+
+
+def test_blocks_read_back(tmp_path, monkeypatch):
+    """Headings, ordered and nested lists (numbered from their start), quotes, links, strikethrough, hard breaks,
+    entities and HTML reach the PDF as text; a renderer that drops the list numbers fails the check."""
+    assert _block_problems(_answer_pdf(tmp_path, BLOCKS)) == []
+    from helpers.submission import writer
+
+    def no_numbers(self, tok, images, color):
+        tok = {**tok, "attrs": {**tok.get("attrs", {}), "ordered": False}}
+        original(self, tok, images, color)
+
+    original = writer.Writer._list
+    monkeypatch.setattr(writer.Writer, "_list", no_numbers)
+    assert any("missing: '3.'" in p for p in _block_problems(_answer_pdf(tmp_path, BLOCKS, "bullets")))

@@ -197,7 +197,7 @@ class Writer:
                 if formula is not None:
                     out.append(_Piece("", formula.width, size=size, color=color, link=s.link, formula=formula))
                 else:  # mathtext cannot draw it: readable text, in italics
-                    out += self._text_pieces(latex_to_text(s.text), "body", "BI" if bold else "I", size, color,
+                    out += self._text_pieces(latex_to_text(s.text).strip(), "body", "BI" if bold else "I", size, color,
                                              s.link, False)
             elif s.kind == "image":
                 out += self._text_pieces(f"[image: {s.text or s.link}]", "body", "I", size, color, s.link, False)
