@@ -692,3 +692,15 @@ def test_blocks_read_back(tmp_path, monkeypatch):
     original = writer.Writer._list
     monkeypatch.setattr(writer.Writer, "_list", no_numbers)
     assert any("missing: '3.'" in p for p in _block_problems(_answer_pdf(tmp_path, BLOCKS, "bullets")))
+
+
+def test_inline_sums_keep_their_limits_beside():
+    """In a line of text the limits of a sum or a max go beside the operator (LaTeX's text style), so the line does
+    not grow as for a display formula; mathtext itself would set them below and above."""
+    from helpers.submission import mathrender
+
+    for tex in ("\\sum_{i=1}^{n} x_i", "\\prod_i p_i", "\\max_i x_i"):
+        inline, display = (mathrender.render(tex, 10.5, inline=flag) for flag in (True, False))
+        assert inline is not None and display is not None
+        assert inline.height < 0.75 * display.height, tex
+    assert mathrender.render("\\summa", 10.5, inline=True) is None  # a longer command name is not \sum

@@ -160,18 +160,27 @@ _MATHTEXT_SPELLING = [  # LaTeX that mathtext spells differently (or not at all)
 ]
 
 
-def _mathtext_spelling(tex: str) -> str:
-    for pattern, repl in _MATHTEXT_SPELLING:
+_INLINE_LIMITS = [  # in a line of text, limits go beside the operator (LaTeX's text style): mathtext sets \sum's
+    # and \max's below and above, its Unicode characters' and \operatorname's beside
+    (re.compile(r"\\sum(?![A-Za-z])"), "\u2211"),
+    (re.compile(r"\\prod(?![A-Za-z])"), "\u220f"),
+    (re.compile(r"\\(max|min|sup|inf|lim)(?=\s*_)"), r"\\operatorname{\1}"),
+]
+
+
+def _mathtext_spelling(tex: str, inline: bool = False) -> str:
+    for pattern, repl in _MATHTEXT_SPELLING + (_INLINE_LIMITS if inline else []):
         tex = pattern.sub(repl, tex)
     return tex
 
 
 @lru_cache(maxsize=1024)
-def render(tex: str, size: float = 12.0, color: tuple[int, int, int] = (0, 0, 0), dpi: int = MATH_DPI
-           ) -> Formula | None:
+def render(tex: str, size: float = 12.0, color: tuple[int, int, int] = (0, 0, 0), dpi: int = MATH_DPI,
+           inline: bool = False) -> Formula | None:
     """LaTeX math (without the ``$``) drawn by matplotlib's mathtext at ``size`` points, or None when mathtext
     cannot parse it (environments such as ``aligned``, ``\\\\`` line breaks, unsupported commands): the caller then
-    writes :func:`latex_to_text` instead. The metrics come from mathtext's own layout, at ``dpi``."""
+    writes :func:`latex_to_text` instead. The metrics come from mathtext's own layout, at ``dpi``. ``inline``: a
+    formula in a line of text, with the limits of sums, products, max, min, ... beside the operator."""
     tex = " ".join(tex.strip().split())
     if not tex:
         return None
@@ -182,7 +191,7 @@ def render(tex: str, size: float = 12.0, color: tuple[int, int, int] = (0, 0, 0)
         from matplotlib.mathtext import MathTextParser
     except ImportError:
         return None
-    s = f"${_mathtext_spelling(tex)}$"
+    s = f"${_mathtext_spelling(tex, inline)}$"
     buf = io.BytesIO()
     try:  # DejaVu, as the body text, whatever style a notebook set
         with rc_context({"mathtext.fontset": "dejavusans", "mathtext.default": "it", "text.usetex": False}):

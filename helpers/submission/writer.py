@@ -193,7 +193,7 @@ class Writer:
             if s.kind == "break":
                 out.append(_BREAK)
             elif s.kind == "math":
-                formula = render(s.text, size, tuple(color))
+                formula = render(s.text, size, tuple(color), inline=True)
                 if formula is not None:
                     out.append(_Piece("", formula.width, size=size, color=color, link=s.link, formula=formula))
                 else:  # mathtext cannot draw it: readable text, in italics
