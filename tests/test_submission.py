@@ -704,3 +704,17 @@ def test_inline_sums_keep_their_limits_beside():
         assert inline is not None and display is not None
         assert inline.height < 0.75 * display.height, tex
     assert mathrender.render("\\summa", 10.5, inline=True) is None  # a longer command name is not \sum
+
+
+def test_inline_formula_wider_than_the_line_is_shrunk_to_it():
+    from helpers.submission import markdown, writer
+
+    w = writer.Writer("footer")
+    w.pdf.add_page()
+    placed = []
+    w.pdf.image = lambda data, x, y, w, h, link="": placed.append((x, w))
+    tex = " + ".join(f"x_{{{i}}}^2" for i in range(60))
+    w.text(markdown.spans(markdown.parse(f"long ${tex}$ end")[0]["children"]))
+    (x, width), = placed
+    left = w.pdf.l_margin + w.pdf.c_margin
+    assert x == pytest.approx(left) and width == pytest.approx(w.pdf.w - w.pdf.r_margin - w.pdf.c_margin - left)

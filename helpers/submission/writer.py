@@ -14,7 +14,7 @@ import io
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,14 +186,18 @@ class Writer:
                                   strike))
         return out
 
-    def _pieces(self, spans: Sequence[Span], size: float, color: tuple, bold: bool) -> list[_Piece]:
-        """Spans -> pieces; inline formulas drawn by mathtext at the text's size (or written as text)."""
+    def _pieces(self, spans: Sequence[Span], size: float, color: tuple, bold: bool, width: float) -> list[_Piece]:
+        """Spans -> pieces; inline formulas drawn by mathtext at the text's size (shrunk to ``width`` if wider), or
+        written as text."""
         out: list[_Piece] = []
         for s in spans:
             if s.kind == "break":
                 out.append(_BREAK)
             elif s.kind == "math":
                 formula = render(s.text, size, tuple(color), inline=True)
+                if formula is not None and formula.width > width:
+                    k = width / formula.width
+                    formula = replace(formula, width=width, height=formula.height * k, depth=formula.depth * k)
                 if formula is not None:
                     out.append(_Piece("", formula.width, size=size, color=color, link=s.link, formula=formula))
                 else:  # mathtext cannot draw it: readable text, in italics
@@ -338,7 +342,8 @@ class Writer:
         """Inline content as lines from the left margin, then ``after`` mm of space."""
         pdf = self.pdf
         pdf.set_x(pdf.l_margin)
-        for line in self._lines(self._pieces(spans, size, color, bold), self._width()):
+        width = self._width()
+        for line in self._lines(self._pieces(spans, size, color, bold, width), width):
             self._draw_line(line, size, align)
         pdf.set_text_color(0, 0, 0)
         pdf.ln(after)
