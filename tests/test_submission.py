@@ -718,3 +718,21 @@ def test_inline_formula_wider_than_the_line_is_shrunk_to_it():
     (x, width), = placed
     left = w.pdf.l_margin + w.pdf.c_margin
     assert x == pytest.approx(left) and width == pytest.approx(w.pdf.w - w.pdf.r_margin - w.pdf.c_margin - left)
+
+
+def test_pdf_to_png_tool(tmp_path):
+    """tools/pdf_to_png.py renders a submission PDF's pages (A4: about 1.41 times as tall as wide)."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("_pdf_to_png", ROOT / "tools" / "pdf_to_png.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    pdf = _answer_pdf(tmp_path, FORMULAS)
+    (png,) = tool.render_pages(pdf, tmp_path / "png", dpi=50)
+    with Image.open(png) as img:
+        assert img.height / img.width == pytest.approx(297 / 210, rel=0.01)
+        assert img.convert("L").getextrema()[0] < 100  # something dark is drawn
+    with pytest.raises(ValueError, match="no page 2"):
+        tool.render_pages(pdf, tmp_path / "png", pages=[2])
