@@ -736,3 +736,19 @@ def test_pdf_to_png_tool(tmp_path):
         assert img.convert("L").getextrema()[0] < 100  # something dark is drawn
     with pytest.raises(ValueError, match="no page 2"):
         tool.render_pages(pdf, tmp_path / "png", pages=[2])
+
+
+def test_old_or_missing_mistune_says_what_to_install(monkeypatch):
+    from helpers.submission import markdown
+
+    markdown._parser.cache_clear()
+    monkeypatch.setitem(sys.modules, "mistune", types.SimpleNamespace(__version__="2.0.5"))
+    with pytest.raises(ImportError, match=r"mistune>=3.*found mistune 2\.0\.5"):
+        markdown.parse("text")
+    monkeypatch.setitem(sys.modules, "mistune", None)  # not installed
+    markdown._parser.cache_clear()
+    with pytest.raises(ImportError, match="pip install 'mistune>=3'"):
+        markdown.parse("text")
+    monkeypatch.undo()
+    markdown._parser.cache_clear()
+    assert markdown.parse("text")[0]["type"] == "paragraph"

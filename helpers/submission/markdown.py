@@ -43,10 +43,19 @@ class Span:
     link: str = ""
 
 
+_NEEDS = "the submission PDF needs mistune 3 (requirements.txt; Colab preinstalls it): pip install 'mistune>=3'"
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Any:
-    import mistune
-
+    try:
+        import mistune
+    except ImportError as err:
+        raise ImportError(_NEEDS) from err
+    version = str(getattr(mistune, "__version__", "0"))
+    major = version.split(".")[0]
+    if not major.isdigit() or int(major) < 3:
+        raise ImportError(f"{_NEEDS} (found mistune {version})")
     return mistune.create_markdown(renderer=None, plugins=list(PLUGINS))
 
 
