@@ -225,8 +225,9 @@ def _to_numpy(x: Any):
 def assert_close(actual: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4, what: str = "output") -> float:
     """Assert that ``actual`` matches ``expected`` (tensors, arrays, numbers, or tuples/lists of them).
 
-    Checks type family, shape and values (``|a - e| <= atol + rtol * |e|``); raises ``AssertionError`` with a
-    message a student can act on. Returns the largest absolute difference.
+    Checks type family (a boolean result must be boolean: a 0/1 float mask fails, and vice versa), shape and values
+    (``|a - e| <= atol + rtol * |e|``); raises ``AssertionError`` with a message a student can act on. Returns the
+    largest absolute difference.
     """
     import numpy as np
 
@@ -245,7 +246,9 @@ def assert_close(actual: Any, expected: Any, atol: float = 1e-5, rtol: float = 1
     a, e = _to_numpy(actual), _to_numpy(expected)
     if a.shape != e.shape:
         raise AssertionError(f"{what}: shape {tuple(a.shape)} but expected {tuple(e.shape)}")
-    if a.dtype == bool or e.dtype == bool:
+    if (a.dtype == bool) != (e.dtype == bool):  # a 0/1 float or int mask is not a boolean mask, and vice versa
+        raise AssertionError(f"{what}: dtype {a.dtype} but expected {e.dtype}")
+    if a.dtype == bool:
         bad = int((a != e).sum())
         if bad:
             raise AssertionError(f"{what}: {bad} of {a.size} entries differ")

@@ -30,7 +30,8 @@ def _solution_function(notebook: str, name: str):
     raise LookupError(f"{name} not found in {notebook}")
 
 
-LOGITS = torch.tensor([[1.0, 2.0, 3.0], [1000.0, 1001.0, 1002.0], [-5.0, 0.0, 5.0]])
+# the logits of notebook 00's check
+LOGITS = torch.tensor([[1.0, 2.0, 3.0], [1000.0, 1001.0, 1002.0], [-5.0, 0.0, 5.0], [-1000.0, 0.0, 1000.0]])
 
 
 def _check_softmax(fn) -> checks.CheckResult:
@@ -100,6 +101,25 @@ def test_softmax_check_rejects_library_shortcuts(wrong, capsys) -> None:
 
 def test_softmax_check_without_the_max_trick_still_fails_on_values() -> None:
     result = _check_softmax(lambda z: z.exp() / z.exp().sum(-1, keepdim=True))
+    assert result.status == "failed" and "NaN" in result.message
+
+
+def _shifted_softmax(shift):
+    def softmax(z):
+        e = (z - shift(z)).exp()
+        return e / e.sum(-1, keepdim=True)
+
+    return softmax
+
+
+@pytest.mark.parametrize(
+    "shift",
+    [lambda z: z.mean(-1, keepdim=True), lambda z: z.min(-1, keepdim=True).values, lambda z: z.max()],
+    ids=["row mean", "row min", "max of the whole batch"],
+)
+def test_softmax_check_rejects_a_shift_other_than_the_row_max(shift) -> None:
+    """Shifting by the mean or the min passes rows whose logits are close together; the wide row catches it."""
+    result = _check_softmax(_shifted_softmax(shift))
     assert result.status == "failed" and "NaN" in result.message
 
 

@@ -103,3 +103,7 @@ def test_assert_close_containers_and_bools() -> None:
         checks.assert_close(np.array([True, False, True]), np.array([True, True, True]))
     with pytest.raises(AssertionError, match="NaN"):
         checks.assert_close(torch.tensor([float("nan")]), torch.tensor([1.0]))
+    with pytest.raises(AssertionError, match="dtype float32 but expected bool"):
+        checks.assert_close(torch.tensor([1.0, 0.0]), torch.tensor([True, False]))  # a float mask is not a mask
+    with pytest.raises(AssertionError, match="dtype bool but expected float32"):
+        checks.assert_close(torch.tensor([True, False]), torch.tensor([1.0, 0.0]))
