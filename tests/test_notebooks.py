@@ -31,18 +31,20 @@ def _outputs_text(nb) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.notebook
-@pytest.mark.parametrize(("folder", "name"), CASES, ids=[f"{f}/{n}" for f, n in CASES])
-def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = ROOT / folder / name
-    nb = nbformat.read(path, as_version=4)
+def smoke_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path, strict: bool) -> None:
+    """The environment a notebook's kernel inherits in the tests: smoke + offline, the fake CIFAR-10 in
+    ``data_dir``, ``XAI_STRICT`` as ``strict``, a fixed hash seed and the kernel's inline backend."""
     monkeypatch.setenv("XAI_SMOKE", "1")
     monkeypatch.setenv("XAI_OFFLINE", "1")
-    monkeypatch.setenv("XAI_STRICT", "1" if folder == "solutions" else "0")
-    monkeypatch.setenv("XAI_DATA_DIR", str(fake_data_dir))
+    monkeypatch.setenv("XAI_STRICT", "1" if strict else "0")
+    monkeypatch.setenv("XAI_DATA_DIR", str(data_dir))
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend
-    key = f"{folder}/{name}"
+
+
+def execute_notebook(nb, path: Path, key: str) -> None:
+    """Execute ``nb`` (in place: outputs are added to its cells) top to bottom in a fresh Jupyter kernel started in
+    ``path``'s folder; record its run time and slowest cell under ``key`` for the session's summary."""
     cell_start: dict[int, float] = {}
 
     def on_start(cell, cell_index: int) -> None:  # noqa: ARG001
@@ -60,6 +62,15 @@ def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch:
     start = time.perf_counter()
     client.execute()
     NOTEBOOK_TIMES[key] = time.perf_counter() - start
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize(("folder", "name"), CASES, ids=[f"{f}/{n}" for f, n in CASES])
+def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = ROOT / folder / name
+    nb = nbformat.read(path, as_version=4)
+    smoke_env(monkeypatch, fake_data_dir, strict=folder == "solutions")
+    execute_notebook(nb, path, f"{folder}/{name}")
     text = _outputs_text(nb)
     assert "RANDOM" in text, "offline mode must say that pretrained models use random weights"
     if folder == "solutions":
