@@ -276,7 +276,7 @@ def main() -> None:
         path = save_checkpoint(model, args.name, meta, args.out, half=args.fp16)
         print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB): {meta}", flush=True)
         if hist.val_acc and parent is None:  # a run from random weights: its curve is notebook 01's figure
-            label = f"{args.name}: {meta['epochs']} epochs, {meta['train_minutes']} min ({meta['command']})"
+            label = f"{args.name}: {meta['epochs']} epochs in {meta['train_minutes']} min"  # a legend entry
             curves = record_training_curve(args.name, label, hist.epoch, hist.val_acc, len(tx), args.out)
             print(f"validation curve written to {curves}", flush=True)
 
