@@ -49,3 +49,22 @@ def test_tool_help_lists_the_shared_options(tool: str, monkeypatch: pytest.Monke
         main()
     out = capsys.readouterr().out
     assert stop.value.code == 0 and all(option in out for option in SHARED), out
+
+
+def test_train_checkpoint_records_its_curve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run from random weights saves the checkpoint and adds its validation curve to <out>/curves.json."""
+    from helpers.checkpoints import training_curves
+
+    g = torch.Generator().manual_seed(0)
+    split = {"train_x": torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, generator=g),
+             "train_y": torch.arange(256) % 10, "val_x": torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8,
+                                                                     generator=g), "val_y": torch.arange(8) % 10}
+    torch.save(split, tmp_path / "split.pt")
+    monkeypatch.setattr(sys, "argv", ["train_checkpoint.py", "cnn_cifar10", "--cache", str(tmp_path / "split.pt"),
+                                      "--out", str(tmp_path), "--epochs", "2", "--widths", "4", "4", "4", "4",
+                                      "--amp", "off", "--threads", "1"])
+    train_checkpoint.main()
+    curve = training_curves(tmp_path)["cnn_cifar10"]
+    assert curve.epochs == (1.0, 2.0) and curve.train_images == 256 and len(curve.val_accuracy) == 2
+    assert curve.label.startswith("cnn_cifar10: 2")
+    assert (tmp_path / "cnn_cifar10.pt").exists() and (tmp_path / "manifest.json").exists()
