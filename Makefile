@@ -5,9 +5,13 @@ PY := $(VENV)/bin/python
 # torch/torchvision are installed first from a pinned pair that exists for this platform; requirements.txt only
 # gives ranges (Colab keeps its own builds).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# the notebook runs of `make test` keep their executed copies here (solutions/ and notebooks/), for `make site`
+EXECUTED_ROOT ?= build/executed
+EXECUTED ?= $(EXECUTED_ROOT)/notebooks
+SITE_VENV := .venv-site
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: lab test course check release colab-standin browser-deps browser-test lint venv dev-venv clean-venv
+.PHONY: lab test course check release site colab-standin browser-deps browser-test lint venv dev-venv clean-venv
 
 $(VENV)/.course: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +34,8 @@ lab: $(VENV)/.course  ## create .venv, install the course requirements, open Jup
 test: $(VENV)/.dev  ## create/update .venv with the dev requirements and run the whole suite
 	$(PY) tools/course.py check
 	$(VENV)/bin/ruff check .
-	MPLBACKEND=Agg $(PY) -m pytest
+	rm -rf $(EXECUTED_ROOT)
+	MPLBACKEND=Agg XAI_EXECUTED_DIR=$(abspath $(EXECUTED_ROOT)) $(PY) -m pytest
 
 course: $(VENV)/.dev  ## regenerate student notebooks, setup cells, badges, assignments.md, grading guide
 	$(PY) tools/course.py build
@@ -41,6 +46,15 @@ check:  ## fail when anything generated from solutions/ is stale or a notebook i
 release: $(VENV)/.dev  ## write the student-only copy of the course into DIR (then push DIR to helpers/course.py's slug)
 	@test -n "$(DIR)" || { echo "usage: make release DIR=path/to/clone-of-the-student-repository" >&2; exit 2; }
 	$(PY) tools/release.py "$(DIR)"
+
+$(SITE_VENV)/.site: requirements-site.txt
+	$(PYTHON) -m venv $(SITE_VENV)
+	$(SITE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SITE_VENV)/bin/python -m pip install -q -r requirements-site.txt
+	touch $@
+
+site: $(SITE_VENV)/.site  ## the course site in build/site from executed notebooks (EXECUTED=dir; default: make test's student runs)
+	$(SITE_VENV)/bin/python -m tools.course_site $(EXECUTED) --out build/site $(if $(ALLOW_SOLUTIONS),--allow-solutions,)
 
 colab-standin: $(VENV)/.dev  ## every notebook on a stand-in of Colab (Python 3.13, tools/colab_versions.txt, cached)
 	$(PY) tools/colab_standin.py $(if $(ONLY),--only $(ONLY),)

@@ -7,6 +7,7 @@ rather than fail. Run times are printed at the end of the session (see conftest.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -64,6 +65,16 @@ def execute_notebook(nb, path: Path, key: str) -> None:
     NOTEBOOK_TIMES[key] = time.perf_counter() - start
 
 
+def keep_executed(nb, folder: str, name: str) -> None:
+    """With ``XAI_EXECUTED_DIR`` set (``make test`` sets it), write the executed notebook to
+    ``$XAI_EXECUTED_DIR/<folder>/<name>``: ``make site`` builds the course site from the student copies there."""
+    target = os.environ.get("XAI_EXECUTED_DIR")
+    if target:
+        out = Path(target) / folder / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out)
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize(("folder", "name"), CASES, ids=[f"{f}/{n}" for f, n in CASES])
 def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,6 +82,7 @@ def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch:
     nb = nbformat.read(path, as_version=4)
     smoke_env(monkeypatch, fake_data_dir, strict=folder == "solutions")
     execute_notebook(nb, path, f"{folder}/{name}")
+    keep_executed(nb, folder, name)
     text = _outputs_text(nb)
     assert "RANDOM" in text, "offline mode must say that pretrained models use random weights"
     if folder == "solutions":

@@ -66,18 +66,26 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/xai-class-mode"), help="executed notebooks go here")
     p.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the kernel (default: all cores)")
     p.add_argument("--limit", type=float, default=300.0, help="seconds allowed per notebook")
+    p.add_argument("--students", action="store_true",
+                   help="run the student copies (notebooks/, exercises unsolved, XAI_STRICT=0), e.g. for the site")
+    p.add_argument("--online", action="store_true",
+                   help="do not set XAI_OFFLINE: download the pretrained weights (needs internet; for the site)")
     args = p.parse_args()
 
     import nbformat
     from nbclient import NotebookClient
 
     data_root = build_standin(args.standin, args.data, args.cache)
-    os.environ.update(XAI_OFFLINE="1", XAI_STRICT="1", XAI_DATA_DIR=str(data_root), PYTHONHASHSEED="0")
+    os.environ.update(XAI_STRICT="0" if args.students else "1", XAI_DATA_DIR=str(data_root), PYTHONHASHSEED="0")
+    if args.online:
+        os.environ.pop("XAI_OFFLINE", None)
+    else:
+        os.environ["XAI_OFFLINE"] = "1"
     os.environ.pop("XAI_SMOKE", None)
     os.environ.pop("MPLBACKEND", None)
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    paths = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted((ROOT / ("notebooks" if args.students else "solutions")).glob("[0-9][0-9]_*.ipynb"))
     if args.names:
         paths = [p for p in paths if p.stem in args.names or p.stem[:2] in args.names]
     args.out.mkdir(parents=True, exist_ok=True)
