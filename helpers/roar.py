@@ -122,7 +122,7 @@ def dataset_mean(images: torch.Tensor | None = None) -> tuple[float, float, floa
     if images is None:
         return tuple(255.0 * m for m in CIFAR10_MEAN)  # type: ignore[return-value]
     _check_uint8(images)
-    return tuple(images.double().mean(dim=(0, 2, 3)).tolist())  # type: ignore[return-value]
+    return tuple(images.cpu().double().mean(dim=(0, 2, 3)).tolist())  # type: ignore[return-value]
 
 
 def roar_dataset(images: torch.Tensor, maps: torch.Tensor, fraction: float,
