@@ -49,7 +49,7 @@ gpu-check: $(VENV)/.dev  ## on a CUDA machine: every notebook in class mode with
 	$(PY) tools/time_class_mode.py --device cuda --limit 600 --out $(or $(OUT),/tmp/xai-gpu-check) $(ONLY)
 
 sim-check: $(VENV)/.dev  ## every notebook (smoke + offline) on the simulated GPU only (XAI_DEVICE=sim), as in make test
-	MPLBACKEND=Agg $(PY) -m pytest tests/test_notebooks.py -k "@sim" tests/test_simulated_device.py
+	MPLBACKEND=Agg $(PY) -m pytest tests/test_notebooks.py -k sim tests/test_simulated_device.py
 
 browser-deps:  ## Debian's chromium and chromium-driver for the browser test (apt-get: root or sudo)
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \

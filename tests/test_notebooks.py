@@ -6,7 +6,8 @@ rather than fail. Run times are printed at the end of the session (see conftest.
 
 Every notebook runs twice: on the device ``helpers.env`` picks by default (the CPU here) and on the simulated GPU
 (``XAI_DEVICE=sim``, :mod:`helpers.simulated_device`), which raises where a real GPU would (a CPU tensor next to a
-GPU one, a GPU tensor handed to NumPy or matplotlib). The simulated runs have ids ending in ``@sim``.
+GPU one, a GPU tensor handed to NumPy or matplotlib). The simulated runs have ids ending in ``-sim`` (``-k sim``
+selects them).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ CASES = [(folder, p.name, device) for device in DEVICES for p in SOLUTIONS for f
 
 
 def _case_id(folder: str, name: str, device: str) -> str:
-    return f"{folder}/{name}" + ("" if device == "auto" else f"@{device}")
+    return f"{folder}/{name}" + ("" if device == "auto" else f"-{device}")
 
 
 def _outputs_text(nb) -> str:

@@ -342,3 +342,19 @@ def test_notebook05_shortcut_module_must_be_moved_to_the_device(dev):
         p_dev, p_cpu = fixed(x.to(dev)).softmax(-1), ref(x).softmax(-1)
     torch.testing.assert_close(p_dev.cpu(), p_cpu)
     assert float(p_dev[0, 9]) == pytest.approx(0.95, abs=1e-4)  # the trigger fired
+
+
+def test_numbers_assigned_and_zero_gradients_made_in_cpp_keep_their_values(dev):
+    """C++ makes such tensors "on the device of" a simulated tensor (meta, without data): a number assigned into a
+    tensor, autograd's zero gradient of an unused output, a scalar inside a backward formula."""
+    x = torch.zeros(3).to(dev)
+    x[1] = 0.5
+    x[torch.tensor([True, False, False])] = 2.0
+    assert x.tolist() == [2.0, 0.5, 0.0]
+    a = torch.arange(6.0).view(2, 3)
+    grads = []
+    for t in (a.clone().requires_grad_(True), a.to(dev).requires_grad_(True)):
+        first, _ = t.unbind(0)  # the second output gets no gradient: autograd fills zeros
+        (torch.where(first > 1, first, 0.0) * 3).sum().backward()
+        grads.append(t.grad.cpu())
+    assert torch.equal(grads[0], grads[1])
