@@ -358,3 +358,13 @@ def test_numbers_assigned_and_zero_gradients_made_in_cpp_keep_their_values(dev):
         (torch.where(first > 1, first, 0.0) * 3).sum().backward()
         grads.append(t.grad.cpu())
     assert torch.equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "gaussian_blur", "jpeg", "pixelate"])
+def test_corruptions_on_device_images_equal_the_cpu(dev, name):
+    from helpers import corruptions
+
+    u8 = (torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    got = corruptions.corrupt(u8.to(dev), name, 3, seed=1)
+    assert sd.is_simulated(got)
+    assert torch.equal(got.cpu(), corruptions.corrupt(u8, name, 3, seed=1))
