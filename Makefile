@@ -11,7 +11,7 @@ EXECUTED ?= $(EXECUTED_ROOT)/notebooks
 SITE_VENV := .venv-site
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: lab test course check release site colab-standin browser-deps browser-test lint venv dev-venv clean-venv
+.PHONY: lab test course check release site colab-standin gpu-check sim-check browser-deps browser-test lint venv dev-venv clean-venv
 
 $(VENV)/.course: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ site: $(SITE_VENV)/.site  ## the course site in build/site from executed noteboo
 
 colab-standin: $(VENV)/.dev  ## every notebook on a stand-in of Colab (Python 3.13, tools/colab_versions.txt, cached)
 	$(PY) tools/colab_standin.py $(if $(ONLY),--only $(ONLY),)
+
+gpu-check: $(VENV)/.dev  ## on a CUDA machine: every notebook in class mode with its GPU settings; times in OUT
+	$(PY) tools/time_class_mode.py --device cuda --limit 600 --out $(or $(OUT),/tmp/xai-gpu-check) $(ONLY)
+
+sim-check: $(VENV)/.dev  ## every notebook (smoke + offline) on the simulated GPU only (XAI_DEVICE=sim), as in make test
+	MPLBACKEND=Agg $(PY) -m pytest tests/test_notebooks.py -k sim tests/test_simulated_device.py
 
 browser-deps:  ## Debian's chromium and chromium-driver for the browser test (apt-get: root or sudo)
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \

@@ -460,7 +460,8 @@ def mean_attention_distance(
     For each query patch ``i``: ``d_i = sum_j a_ij ||p_i - p_j|| / sum_j a_ij`` over the key patches ``j`` (prefix
     tokens are left out as queries and keys, and each patch row is renormalised over the patches), with patch centres
     ``p`` in pixels (``patch_size`` pixels apart). The result is ``d_i`` averaged over the query patches: how far,
-    in pixels, a head typically looks.
+    in pixels, a head typically looks. Computed in float64 on the CPU (Apple's MPS has no float64); the result is on
+    ``attn``'s device, in its dtype.
     """
     if attn.ndim != 4 or attn.shape[-1] != attn.shape[-2]:
         raise ValueError(f"attn must have shape (B, heads, T, T), got {tuple(attn.shape)}")
@@ -469,11 +470,11 @@ def mean_attention_distance(
     if attn.shape[-1] - num_prefix_tokens != h * w:
         raise ValueError(f"T - num_prefix_tokens = {attn.shape[-1] - num_prefix_tokens} is not h*w = {h * w}")
     ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    pos = torch.stack([ys, xs], dim=-1).reshape(-1, 2).to(attn.device, torch.float64) * patch_size
+    pos = torch.stack([ys, xs], dim=-1).reshape(-1, 2).to(torch.float64) * patch_size
     dist = torch.cdist(pos, pos)  # (N, N)
-    a = attn.detach()[..., num_prefix_tokens:, num_prefix_tokens:].double()
+    a = attn.detach()[..., num_prefix_tokens:, num_prefix_tokens:].cpu().double()
     a = a / a.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-    return (a * dist).sum(dim=-1).mean(dim=-1).to(attn.dtype)
+    return (a * dist).sum(dim=-1).mean(dim=-1).to(attn.device, attn.dtype)
 
 
 def qk_similarity(
@@ -524,6 +525,7 @@ def pca_rgb(
         (B, h, w, 3) in [0, 1] ((h, w, 3) for a 2-D input). One PCA is fitted on the patches of *all* images
         together (so colours are comparable across images); each component is min-max scaled over all patches. The
         sign of each component is fixed so that its largest-magnitude loading is positive (deterministic output).
+        The PCA runs in float64 on the CPU (Apple's MPS has no float64), so the colours are on the CPU, ready to plot.
     """
     single = tokens.ndim == 2
     x = tokens.detach()[None] if single else tokens.detach()
@@ -538,7 +540,7 @@ def pca_rgb(
         raise ValueError(f"{n} tokens after dropping {num_prefix_tokens} prefix tokens, but the grid has {h * w}")
     if d < 3 or b * n < 3:
         raise ValueError(f"need at least 3 features and 3 tokens for a 3-component PCA, got {d} and {b * n}")
-    flat = x.reshape(b * n, d).double()
+    flat = x.reshape(b * n, d).cpu().double()
     flat = flat - flat.mean(dim=0)
     _, _, vh = torch.linalg.svd(flat, full_matrices=False)
     comps = vh[:3]  # (3, D)

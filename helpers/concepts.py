@@ -250,7 +250,7 @@ def _xy(concept_acts: torch.Tensor, random_acts: torch.Tensor) -> tuple[np.ndarr
     if concept_acts.shape[1] != random_acts.shape[1]:
         raise ValueError(f"concept and random activations differ in size: {concept_acts.shape[1]} vs "
                          f"{random_acts.shape[1]} (the same layer?)")
-    x = torch.cat([concept_acts, random_acts]).double().numpy()
+    x = torch.cat([concept_acts.detach().cpu(), random_acts.detach().cpu()]).double().numpy()  # NumPy: on the CPU
     y = np.r_[np.ones(len(concept_acts)), np.zeros(len(random_acts))]
     return x, y
 
@@ -277,7 +277,7 @@ def cav_accuracy(cav: torch.Tensor, bias: float, concept_acts: torch.Tensor, ran
     :func:`fit_cav`, computed on these activations) on held-out concept (Nc, D) and random (Nr, D) activations."""
     x, y = _xy(concept_acts, random_acts)
     scale = float(np.linalg.norm(x, axis=1).mean()) or 1.0
-    pred = (x / scale) @ cav.double().numpy() + bias > 0
+    pred = (x / scale) @ cav.detach().cpu().double().numpy() + bias > 0
     return float((pred == (y == 1)).mean())
 
 

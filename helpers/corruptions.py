@@ -45,12 +45,12 @@ SEVERITIES = (1, 2, 3, 4, 5)
 
 def _gaussian_noise(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    return x + sigma * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    return x + sigma * torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)  # CPU draws: seeded anywhere
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:  # noqa: ARG001
     radius = max(1, int(np.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()
     c = x.shape[1]
@@ -76,14 +76,14 @@ def _brightness(x: torch.Tensor, b: float, seed: int) -> torch.Tensor:  # noqa: 
 def _jpeg(x: torch.Tensor, quality: float, seed: int) -> torch.Tensor:  # noqa: ARG001
     from PIL import Image
 
-    u8 = (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    u8 = (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # PIL: on the CPU
     out = []
     for img in u8:
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="JPEG", quality=int(quality))
         buf.seek(0)
         out.append(np.asarray(Image.open(buf).convert("RGB")))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.dtype) / 255
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype) / 255
 
 
 def _pixelate(x: torch.Tensor, side: float, seed: int) -> torch.Tensor:  # noqa: ARG001

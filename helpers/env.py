@@ -6,6 +6,9 @@ Modes are read from environment variables every time they are asked for:
 * ``XAI_OFFLINE=1``: never download; pretrained models get random weights (with a visible warning).
 * ``XAI_STRICT=1``: an exercise check that fails (or is not done) raises instead of printing.
 * ``XAI_DATA_DIR``: where datasets and downloaded weights are cached (default: the user cache dir).
+* ``XAI_DEVICE``: where tensors live: ``cuda``, ``mps``, ``cpu`` force that device (an error if it is not there);
+  ``sim`` runs on a *simulated GPU* (:mod:`helpers.simulated_device`: CUDA's placement rules, CPU compute, for CI on
+  machines without a GPU); unset: a CUDA GPU when there is one, else the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ __all__ = [
     "offline",
     "strict",
     "get_device",
+    "device_choice",
+    "simulated",
     "seed_everything",
     "data_dir",
     "repo_root",
@@ -60,13 +65,50 @@ def strict() -> bool:
     return _flag("XAI_STRICT")
 
 
+DEVICE_CHOICES = ("sim", "cpu", "cuda", "mps")
+
+
+def device_choice() -> str | None:
+    """``XAI_DEVICE`` lower-cased (``None`` when unset or empty); an unknown value raises ``ValueError``."""
+    value = os.environ.get("XAI_DEVICE", "").strip().lower()
+    if not value:
+        return None
+    if value not in DEVICE_CHOICES:
+        raise ValueError(f"XAI_DEVICE={os.environ['XAI_DEVICE']!r} is not a device choice: use one of "
+                         f"{', '.join(DEVICE_CHOICES)} (or leave it unset for a CUDA GPU when there is one, else the "
+                         "CPU)")
+    return value
+
+
 def get_device(prefer_gpu: bool = True):
-    """``cuda`` when a GPU is available (and wanted), else ``cpu``. Returns a ``torch.device``."""
+    """The ``torch.device`` to compute on, from ``XAI_DEVICE`` (see the module docstring).
+
+    Unset: ``cuda`` when a GPU is available (and ``prefer_gpu``), else ``cpu``. ``XAI_DEVICE=sim`` turns the
+    simulated GPU on (for the rest of the session) and returns ``torch.device("cuda")``: tensors moved there are
+    checked as on CUDA and computed on the CPU. ``cuda``/``mps`` where there is none raise ``RuntimeError``."""
     import torch
 
-    if prefer_gpu and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+    choice = device_choice()
+    if choice is None:
+        return torch.device("cuda" if prefer_gpu and torch.cuda.is_available() else "cpu")
+    if choice == "sim":
+        from helpers import simulated_device
+
+        return simulated_device.activate()
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("XAI_DEVICE=cuda but torch finds no CUDA GPU here: choose one of "
+                           f"{', '.join(DEVICE_CHOICES)}, or unset XAI_DEVICE")
+    if choice == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("XAI_DEVICE=mps but torch finds no Apple GPU (MPS) here: choose one of "
+                           f"{', '.join(DEVICE_CHOICES)}, or unset XAI_DEVICE")
+    return torch.device(choice)
+
+
+def simulated() -> bool:
+    """True while the simulated GPU (``XAI_DEVICE=sim``) is on."""
+    if "helpers.simulated_device" not in sys.modules:
+        return False
+    return sys.modules["helpers.simulated_device"].active()
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -106,8 +148,13 @@ def report(seed: int = 0):
     seed_everything(seed)
     device = get_device()
     where = "Google Colab" if in_colab() else "local"
-    if device.type == "cuda":
+    if simulated():
+        hw = (f"a SIMULATED GPU (XAI_DEVICE=sim: CUDA's device rules are checked, the compute runs on the CPU, "
+              f"{torch.get_num_threads()} threads; DEVICE is {device})")
+    elif device.type == "cuda":
         hw = f"GPU ({torch.cuda.get_device_name(0)})"
+    elif device.type == "mps":
+        hw = "Apple GPU (MPS)"
     else:
         hw = f"CPU ({torch.get_num_threads()} threads)"
         if in_colab():

@@ -111,13 +111,13 @@ def energy_in_mask(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def _mass(maps: torch.Tensor, what: str) -> torch.Tensor:
-    """|maps| as float64, flattened to (B, H*W), after the shape check."""
+    """|maps| as float64 on the CPU (Apple's MPS has no float64), flattened to (B, H*W), after the shape check."""
     if not isinstance(maps, torch.Tensor):
         maps = torch.as_tensor(np.asarray(maps))
     if maps.ndim == 2:
         raise ValueError(f"{what} must be (B, H, W); for one map use map[None]")
     _check_maps(maps, what)
-    return maps.detach().abs().to(torch.float64).flatten(1)
+    return maps.detach().cpu().abs().to(torch.float64).flatten(1)
 
 
 def concentration(maps: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:

@@ -98,13 +98,13 @@ def color_sqrt(images: Tensor) -> Tensor:
     ``ImageParam(..., decorrelate=S)`` to decorrelate with a dataset's own colour statistics (e.g. CIFAR-10)."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
-    px = images.detach().double().permute(0, 2, 3, 1).reshape(-1, 3)
+    px = images.detach().cpu().double().permute(0, 2, 3, 1).reshape(-1, 3)  # float64 on the CPU (none on MPS)
     if px.shape[0] < 4:
         raise ValueError("need at least 4 pixels to estimate a colour covariance")
     cov = torch.cov(px.T)
     evals, evecs = torch.linalg.eigh(cov)
     order = evals.argsort(descending=True)
-    return (evecs[:, order] * evals[order].clamp(min=0).sqrt()).float()
+    return (evecs[:, order] * evals[order].clamp(min=0).sqrt()).float().to(images.device)
 
 
 class ImageParam(nn.Module):

@@ -477,10 +477,21 @@ def torch_predict_fn(model: Any, mean: Sequence[float], std: Sequence[float], de
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _weights(x: Any) -> np.ndarray:
+    """A weight vector or map as a flat NumPy array; a torch tensor (on any device, e.g. ``DEVICE``) is copied to
+    the CPU first (NumPy cannot read GPU memory)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor
+        import torch
+
+        x = x.detach().cpu()
+        x = (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).numpy()
+    return np.asarray(x).ravel()
+
+
 def topk_agreement(a: Any, b: Any, k: int = 3) -> float:
     """Share of the ``k`` highest-weighted segments of ``a`` that are also among the ``k`` highest of ``b``
-    (1 = the same top-k set). ``a``, ``b``: weight vectors ``(K,)``."""
-    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    (1 = the same top-k set). ``a``, ``b``: weight vectors ``(K,)`` (arrays, or tensors on any device)."""
+    a, b = _weights(a), _weights(b)
     if a.shape != b.shape:
         raise ValueError(f"weight vectors differ in length: {a.shape} vs {b.shape}")
     k = min(k, a.size)
@@ -490,10 +501,11 @@ def topk_agreement(a: Any, b: Any, k: int = 3) -> float:
 
 
 def rank_correlation(a: Any, b: Any) -> float:
-    """Spearman rank correlation of two weight vectors ``(K,)`` (scipy's ``spearmanr``; 0 if one is constant)."""
+    """Spearman rank correlation of two weight vectors ``(K,)`` (scipy's ``spearmanr``; 0 if one is constant).
+    ``a``, ``b``: arrays, or tensors on any device (copied to the CPU)."""
     from scipy.stats import spearmanr
 
-    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    a, b = _weights(a), _weights(b)
     if a.shape != b.shape:
         raise ValueError(f"weight vectors differ in length: {a.shape} vs {b.shape}")
     if np.ptp(a) == 0 or np.ptp(b) == 0:

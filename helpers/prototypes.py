@@ -63,18 +63,20 @@ def _check_2d(x: torch.Tensor, what: str) -> None:
 
 
 def rbf_kernel(a: torch.Tensor, b: torch.Tensor, gamma: float) -> torch.Tensor:
-    """``k(a_i, b_j) = exp(-gamma ||a_i - b_j||^2)``: (N, D), (M, D) -> (N, M) float64."""
+    """``k(a_i, b_j) = exp(-gamma ||a_i - b_j||^2)``: (N, D), (M, D) -> (N, M) float64, on the CPU (MPS has no
+    float64; :func:`embeddings` returns CPU tensors anyway)."""
     _check_2d(a, "a")
     _check_2d(b, "b")
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0, got {gamma}")
-    return torch.exp(-gamma * torch.cdist(a.double(), b.double()).pow(2))
+    return torch.exp(-gamma * torch.cdist(a.detach().cpu().double(), b.detach().cpu().double()).pow(2))
 
 
 def median_gamma(x: torch.Tensor) -> float:
     """The median heuristic: ``gamma = 1 / median of the squared pairwise distances`` of ``x`` (N, D)."""
     _check_2d(x, "x")
-    d2 = torch.cdist(x.double(), x.double()).pow(2)
+    xd = x.detach().cpu().double()  # float64 on the CPU (MPS has no float64)
+    d2 = torch.cdist(xd, xd).pow(2)
     off = d2[~torch.eye(len(x), dtype=torch.bool)]
     med = float(off.median()) if off.numel() else 1.0
     return 1.0 / med if med > 0 else 1.0
@@ -166,7 +168,7 @@ def nearest_examples(query: torch.Tensor, reference: torch.Tensor, k: int = 5) -
     _check_2d(reference, "reference")
     if not 1 <= k <= len(reference):
         raise ValueError(f"k must be in 1..{len(reference)}, got {k}")
-    q = torch.nn.functional.normalize(query.double(), dim=1)
-    r = torch.nn.functional.normalize(reference.double(), dim=1)
+    q = torch.nn.functional.normalize(query.detach().cpu().double(), dim=1)  # float64 on the CPU: results on the CPU
+    r = torch.nn.functional.normalize(reference.detach().cpu().double(), dim=1)
     sims, idx = (q @ r.T).topk(k, dim=1)
     return idx, sims.float()

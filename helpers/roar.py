@@ -122,7 +122,7 @@ def dataset_mean(images: torch.Tensor | None = None) -> tuple[float, float, floa
     if images is None:
         return tuple(255.0 * m for m in CIFAR10_MEAN)  # type: ignore[return-value]
     _check_uint8(images)
-    return tuple(images.double().mean(dim=(0, 2, 3)).tolist())  # type: ignore[return-value]
+    return tuple(images.cpu().double().mean(dim=(0, 2, 3)).tolist())  # type: ignore[return-value]
 
 
 def roar_dataset(images: torch.Tensor, maps: torch.Tensor, fraction: float,
@@ -135,9 +135,12 @@ def roar_dataset(images: torch.Tensor, maps: torch.Tensor, fraction: float,
 
 def retrain(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
             test_labels: torch.Tensor, config: RetrainConfig | None = None, seed: int = 0,
-            show_progress: bool = False) -> float:
+            show_progress: bool = False, device: torch.device | str | None = None) -> float:
     """Train a fresh CourseCNN (``config.widths``, initialised with ``seed``) on the uint8 training images and
-    return its top-1 accuracy in [0, 1] on the test images."""
+    return its top-1 accuracy in [0, 1] on the test images.
+
+    ``device``: where the model trains and is evaluated (the notebook's ``DEVICE``; default the CPU). The model is
+    built (and so initialised) on the CPU, then moved, so the initial weights do not depend on the device."""
     cfg = config or RetrainConfig()
     _check_uint8(train_images, "train_images")
     _check_uint8(test_images, "test_images")
@@ -146,7 +149,8 @@ def retrain(train_images: torch.Tensor, train_labels: torch.Tensor, test_images:
                                   widths=tuple(cfg.widths)))
     tc = training.TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, label_smoothing=0.0,
                               crop_padding=cfg.crop_padding, flip=cfg.flip, seed=seed, eval_every=cfg.epochs)
-    training.train(model, train_images, train_labels, tc, show_progress=show_progress)
+    training.train(model, train_images, train_labels, tc, show_progress=show_progress,
+                   device=device)
     return float(training.evaluate(model.eval(), test_images, test_labels))
 
 
@@ -154,9 +158,11 @@ def run_roar(train_images: torch.Tensor, train_labels: torch.Tensor, test_images
              test_labels: torch.Tensor, train_maps: torch.Tensor, test_maps: torch.Tensor,
              fractions: Sequence[float] = DEFAULT_FRACTIONS, seeds: Sequence[int] = (0,),
              config: RetrainConfig | None = None, progress: bool = True,
-             log: Callable[[str], None] | None = None) -> dict[str, list[float]]:
+             log: Callable[[str], None] | None = None,
+             device: torch.device | str | None = None) -> dict[str, list[float]]:
     """ROAR for one method: for every threshold ``t`` and seed, modify the training and test images with the
-    method's maps (:func:`roar_dataset`) and :func:`retrain`. Returns ``{f"{t:g}": [accuracy per seed]}``."""
+    method's maps (:func:`roar_dataset`) and :func:`retrain` on ``device`` (default the CPU). Returns
+    ``{f"{t:g}": [accuracy per seed]}``."""
     if train_maps.shape[0] != len(train_images) or test_maps.shape[0] != len(test_images):
         raise ValueError("train_maps / test_maps need one map per training / test image")
     jobs = [(t, s) for t in fractions for s in seeds]
@@ -169,7 +175,7 @@ def run_roar(train_images: torch.Tensor, train_labels: torch.Tensor, test_images
     for t, s in jobs:
         start = time.perf_counter()
         acc = retrain(roar_dataset(train_images, train_maps, t), train_labels,
-                      roar_dataset(test_images, test_maps, t), test_labels, config, seed=s)
+                      roar_dataset(test_images, test_maps, t), test_labels, config, seed=s, device=device)
         out.setdefault(f"{t:g}", []).append(acc)
         if log is not None:
             log(f"t={t:g} seed={s}: accuracy {acc:.4f} ({time.perf_counter() - start:.1f} s)")

@@ -218,9 +218,10 @@ def cpu_has_native_bf16() -> bool:
 
 
 def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    """float16 autocast on a GPU; bfloat16 on a CPU only where the CPU has native bf16 (else full fp32)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16, enabled=enabled)
+    """float16 autocast on a GPU (CUDA or Apple's MPS); bfloat16 on a CPU only where the CPU has native bf16 (else
+    full fp32). On the simulated GPU (``XAI_DEVICE=sim``) CUDA's autocast changes nothing: it computes in fp32."""
+    if device.type != "cpu":
+        return torch.autocast(device.type, dtype=torch.float16, enabled=enabled)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and cpu_has_native_bf16())
 
 
@@ -331,7 +332,7 @@ def train(
 
         bar = tqdm(total=total, desc="training", unit="step")
     # float16 autocast on a GPU needs loss scaling (small gradients underflow); bfloat16 on the CPU does not
-    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type != "cpu")
     hist = History()
     start = time.perf_counter()
     step = 0

@@ -62,14 +62,15 @@ def _check_probs(probs: torch.Tensor, ndim: int, what: str = "probs") -> None:
 def calibration_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> dict[str, torch.Tensor]:
     """Bin the top-1 confidences of ``probs`` (N, C) into ``n_bins`` equal-width bins ``((b-1)/M, b/M]`` (the first
     bin also holds 0). Returns ``{"count", "accuracy", "confidence"}``, each (n_bins,) float64 (accuracy and
-    confidence are 0 in empty bins), and ``"edges"`` (n_bins + 1,)."""
+    confidence are 0 in empty bins), and ``"edges"`` (n_bins + 1,), computed in float64 on the CPU (Apple's MPS has
+    no float64) whatever the device of ``probs``."""
     _check_probs(probs, 2)
     if labels.shape != probs.shape[:1]:
         raise ValueError(f"labels must have shape ({probs.shape[0]},), got {tuple(labels.shape)}")
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    conf, pred = probs.double().max(dim=1)
-    correct = (pred == labels.to(pred.device)).double()
+    conf, pred = probs.detach().cpu().double().max(dim=1)
+    correct = (pred == labels.cpu()).double()
     edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
     idx = torch.bucketize(conf.cpu(), edges[1:-1], right=False)  # edges[b-1] < conf <= edges[b]
     count = torch.zeros(n_bins, dtype=torch.float64).scatter_add_(0, idx, torch.ones_like(conf.cpu()))
@@ -89,9 +90,9 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
 
 
 def negative_log_likelihood(probs: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) -> float:
-    """Mean -log p(true label) of ``probs`` (N, C) (a proper scoring rule, in nats)."""
+    """Mean -log p(true label) of ``probs`` (N, C) (a proper scoring rule, in nats), in float64 on the CPU."""
     _check_probs(probs, 2)
-    return float(-probs.double().gather(1, labels.view(-1, 1)).clamp_min(eps).log().mean())
+    return float(-probs.detach().cpu().double().gather(1, labels.cpu().view(-1, 1)).clamp_min(eps).log().mean())
 
 
 def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15, ax: Any = None,

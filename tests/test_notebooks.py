@@ -3,6 +3,11 @@
 Solutions run with ``XAI_SMOKE=1 XAI_OFFLINE=1 XAI_STRICT=1``: every exercise check must pass. Student copies run
 with every exercise unsolved (``XAI_STRICT=0``): they must still reach the end, and every check must say "not done"
 rather than fail. Run times are printed at the end of the session (see conftest.py).
+
+Every notebook runs twice: on the device ``helpers.env`` picks by default (the CPU here) and on the simulated GPU
+(``XAI_DEVICE=sim``, :mod:`helpers.simulated_device`), which raises where a real GPU would (a CPU tensor next to a
+GPU one, a GPU tensor handed to NumPy or matplotlib). The simulated runs have ids ending in ``-sim`` (``-k sim``
+selects them).
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ from nbclient import NotebookClient
 from tests.conftest import NOTEBOOK_TIMES, ROOT, SLOWEST_CELLS
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-CASES = [(folder, p.name) for p in SOLUTIONS for folder in ("solutions", "notebooks")]
+#: "auto": XAI_DEVICE unset (the CPU on a machine without a GPU); "sim": the simulated GPU
+DEVICES = ("auto", "sim")
+CASES = [(folder, p.name, device) for device in DEVICES for p in SOLUTIONS for folder in ("solutions", "notebooks")]
+
+
+def _case_id(folder: str, name: str, device: str) -> str:
+    return f"{folder}/{name}" + ("" if device == "auto" else f"-{device}")
 
 
 def _outputs_text(nb) -> str:
@@ -32,9 +43,14 @@ def _outputs_text(nb) -> str:
     return "\n".join(parts)
 
 
-def smoke_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path, strict: bool) -> None:
+def smoke_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path, strict: bool, device: str = "auto") -> None:
     """The environment a notebook's kernel inherits in the tests: smoke + offline, the fake CIFAR-10 in
-    ``data_dir``, ``XAI_STRICT`` as ``strict``, a fixed hash seed and the kernel's inline backend."""
+    ``data_dir``, ``XAI_STRICT`` as ``strict``, a fixed hash seed, the kernel's inline backend and ``XAI_DEVICE``
+    (``device``; ``"auto"`` leaves it unset)."""
+    if device == "auto":
+        monkeypatch.delenv("XAI_DEVICE", raising=False)
+    else:
+        monkeypatch.setenv("XAI_DEVICE", device)
     monkeypatch.setenv("XAI_SMOKE", "1")
     monkeypatch.setenv("XAI_OFFLINE", "1")
     monkeypatch.setenv("XAI_STRICT", "1" if strict else "0")
@@ -76,15 +92,19 @@ def keep_executed(nb, folder: str, name: str) -> None:
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize(("folder", "name"), CASES, ids=[f"{f}/{n}" for f, n in CASES])
-def test_notebook_runs(folder: str, name: str, fake_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("folder", "name", "device"), CASES, ids=[_case_id(*c) for c in CASES])
+def test_notebook_runs(folder: str, name: str, device: str, fake_data_dir: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
     path = ROOT / folder / name
     nb = nbformat.read(path, as_version=4)
-    smoke_env(monkeypatch, fake_data_dir, strict=folder == "solutions")
-    execute_notebook(nb, path, f"{folder}/{name}")
-    keep_executed(nb, folder, name)
+    smoke_env(monkeypatch, fake_data_dir, strict=folder == "solutions", device=device)
+    execute_notebook(nb, path, _case_id(folder, name, device))
+    if device != "sim":  # the site shows the default (CPU) runs
+        keep_executed(nb, folder, name)
     text = _outputs_text(nb)
     assert "RANDOM" in text, "offline mode must say that pretrained models use random weights"
+    if device == "sim":
+        assert "SIMULATED GPU" in text, "XAI_DEVICE=sim must say that the notebook runs on the simulated GPU"
     if folder == "solutions":
         assert "⏳ TODO" not in text, "a solution notebook left an exercise unsolved"
         assert "✅ PASS" in text or "TOSUBMIT" in "".join(c.source for c in nb.cells)

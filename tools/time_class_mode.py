@@ -2,6 +2,7 @@
 
     python tools/time_class_mode.py                      # every solution notebook
     python tools/time_class_mode.py 02_attention 03_gradient_attribution --threads 2
+    python tools/time_class_mode.py --device cuda       # on a GPU machine (make gpu-check): the notebooks' GPU settings
 
 "Class mode" is what a student runs in class: ``XAI_SMOKE`` unset, the shipped CIFAR-10 checkpoints, no training.
 The issues ask for <= 5 min per notebook on 2 CPU cores. Offline (no downloads here) the pretrained ImageNet models
@@ -15,12 +16,20 @@ evaluates the 10,000 test images therefore sees 5,000 here. Never commit the sta
 
 Each executed notebook is saved under ``--out`` so its figures and numbers (real checkpoints, real images) can be
 read. Exit status 1 when a notebook fails or runs over ``--limit`` seconds.
+
+``--device`` sets ``XAI_DEVICE`` for the kernels (``cuda``, ``mps``, ``cpu``, ``sim``; default: unset, the
+notebooks' own choice). With a GPU the notebooks switch to their GPU settings themselves (``DEVICE.type != "cpu"``:
+06's 224-px / 512-step lucent renders, 05's 1,000 LIME samples on photos, 04's Score-CAM on ResNet-50, AMP training),
+so ``--device cuda`` times exactly what a student on a GPU runtime runs. The times (and the device the kernel
+reported) are written to ``--out``/``times.json`` and ``times.md`` (a table for ``docs/time_estimates.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -70,7 +79,14 @@ def main() -> int:
                    help="run the student copies (notebooks/, exercises unsolved, XAI_STRICT=0), e.g. for the site")
     p.add_argument("--online", action="store_true",
                    help="do not set XAI_OFFLINE: download the pretrained weights (needs internet; for the site)")
+    p.add_argument("--device", choices=("cuda", "mps", "cpu", "sim"),
+                   help="XAI_DEVICE for the kernels (default: unset, the notebooks' own choice)")
     args = p.parse_args()
+    if args.device in ("cuda", "mps"):  # fail here, before minutes of building the stand-in
+        ok = torch.cuda.is_available() if args.device == "cuda" else torch.backends.mps.is_available()
+        if not ok:
+            print(f"--device {args.device}: torch finds no such GPU on this machine", file=sys.stderr)
+            return 2
 
     import nbformat
     from nbclient import NotebookClient
@@ -85,12 +101,19 @@ def main() -> int:
     os.environ.pop("MPLBACKEND", None)
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    if args.device:
+        os.environ["XAI_DEVICE"] = args.device
+    else:
+        os.environ.pop("XAI_DEVICE", None)
     paths = sorted((ROOT / ("notebooks" if args.students else "solutions")).glob("[0-9][0-9]_*.ipynb"))
     if args.names:
         paths = [p for p in paths if p.stem in args.names or p.stem[:2] in args.names]
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"class mode on {os.cpu_count()} CPU cores, threads {args.threads or 'all'}; limit {args.limit:.0f} s")
+    gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else None
+    print(f"class mode on {os.cpu_count()} CPU cores, threads {args.threads or 'all'}, XAI_DEVICE "
+          f"{args.device or 'unset'}{f' ({gpu})' if gpu else ''}; limit {args.limit:.0f} s")
     bad = 0
+    rows = []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         client = NotebookClient(nb, timeout=1200, startup_timeout=300, kernel_name="python3",
@@ -107,7 +130,19 @@ def main() -> int:
         bad += status != "ok" or over
         flag = "  OVER THE LIMIT" if over else ""
         print(f"{seconds:7.1f} s  {path.name}  {status}{flag}", flush=True)
-    print(f"executed notebooks: {args.out}")
+        reported = next((o.get("text", "").splitlines()[0] for c in nb.cells if c.cell_type == "code"
+                         for o in c.get("outputs", []) if "Running " in o.get("text", "")), "")
+        rows.append({"notebook": path.stem, "seconds": round(seconds, 1), "status": status, "over_limit": over,
+                     "setup_line": reported})
+    meta = {"device": args.device or "unset", "gpu": gpu, "cpu_cores": os.cpu_count(), "threads": args.threads,
+            "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d"), "limit_s": args.limit}
+    (args.out / "times.json").write_text(json.dumps({"settings": meta, "runs": rows}, indent=2) + "\n")
+    head = f"class mode, XAI_DEVICE={meta['device']}" + (f" ({gpu})" if gpu else "") + f", {meta['date']}"
+    table = [f"| notebook | run (s) | status |  <!-- {head} -->", "| --- | --- | --- |"]
+    table += [f"| {r['notebook']} | {r['seconds']:.1f} | {r['status']} |" for r in rows]
+    (args.out / "times.md").write_text("\n".join(table) + "\n")
+    print(f"executed notebooks and times.json / times.md: {args.out}")
     return 1 if bad else 0
 
 
