@@ -135,16 +135,24 @@ def test_notebook_runs_fail_on_an_overlapping_figure(tmp_path, monkeypatch) -> N
                                   "ax.set_title('under')"),  # shown by the inline backend after the cell
         nbformat.v4.new_code_cell("fig, ax = plt.subplots(figsize=(3, 2), layout='constrained')\n"
                                   "ax.set_title('fine again')\nfig"),
+        nbformat.v4.new_code_cell("fig, ax = plt.subplots(figsize=(4, 3))\nax.barh([0, 1], [1, 2])\n"
+                                  "ax.set_yticks([0, 1], ['a rather long class name', 'b'])\n"
+                                  "plt.show()  # shown with bbox_inches='tight': the label is in the image\n"),
+        nbformat.v4.new_code_cell("fig, ax = plt.subplots(figsize=(4, 3))\nax.barh([0, 1], [1, 2])\n"
+                                  "ax.set_yticks([0, 1], ['a rather long class name', 'b'])\n"
+                                  "fig.savefig('cut.png')  # saved at the figure's size: the label is cut\n"
+                                  "plt.close(fig)"),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)
     with pytest.raises(AssertionError) as err:
         execute_notebook(nb, tmp_path / "figures.ipynb", "figure-check-demo")
     message = str(err.value)
-    assert message.startswith("figure-check-demo: 2 figure layout problem(s):"), message
+    assert message.startswith("figure-check-demo: 3 figure layout problem(s):"), message
     assert ("cell 3 (figure 'biased model: p = 0.95'): 'biased model: p = 0.95' (title of axes 1) overlaps "
             "'scaffolded model: p = 0.95' (title of axes 2)") in message
     assert "cell 4 (figure 'over'): 'over' (suptitle) overlaps 'under' (title of axes 1)" in message
-    assert "clean" not in message and "fine again" not in message
+    assert "cell 7: 'a rather long class name' (y tick label of axes 1) is cut off by the figure's edge" in message
+    assert "clean" not in message and "fine again" not in message and "cell 6" not in message
     nb = nbformat.v4.new_notebook(cells=[cells[0], cells[1], cells[2], cells[5]])
     execute_notebook(nb, tmp_path / "clean.ipynb", "figure-check-clean")  # passes
     for key in ("figure-check-demo", "figure-check-clean"):  # not course notebooks: out of the run-time summary
