@@ -28,6 +28,8 @@ __all__ = [
     "cell_source",
     "parse_header",
     "looks_like_question",
+    "misplaced_headers",
+    "asks_for_figure",
     "format_points",
     "split_regions",
     "strip_markers",
@@ -93,6 +95,27 @@ def parse_header(source: str) -> Header | None:
 def looks_like_question(source: str) -> bool:
     """Whether the cell is meant to be a question (so a header :func:`parse_header` rejects is malformed)."""
     return source.lstrip().startswith("**TOSUBMIT")
+
+
+_ANY_HEADER = re.compile(r"\*\*TOSUBMIT\s+(\d+\.\d+)")
+
+
+def misplaced_headers(source: str) -> list[str]:
+    """The question numbers ``"N.M"`` of every ``**TOSUBMIT N.M`` in ``source`` that does not start the cell.
+
+    Such a question is invisible: only a cell that starts with its header is a question (so a heading above the
+    header, in the same cell, hides it from ``assignments.md``, the grading guide and the PDF). A mention without
+    a number (``**TOSUBMIT** questions``, ``**TOSUBMIT N.M**``) is not a header and is allowed."""
+    start = len(source) - len(source.lstrip())
+    return [m.group(1) for m in _ANY_HEADER.finditer(source) if m.start() != start]
+
+
+def asks_for_figure(text: str, number: str) -> bool:
+    """Whether question ``number`` ("N.M") asks for a figure: its ``text`` says ``submission.attach("N.M", ...)``
+    (or ``attach('N.M', ...)``), as every course question that wants one does."""
+    a, b = (int(part) for part in str(number).split("."))
+    pattern = rf"""attach\(\s*["']0*{a}\.0*{b}["']"""
+    return re.search(pattern, text) is not None
 
 
 def format_points(points: float, note: str = "") -> str:

@@ -2,6 +2,8 @@
 
 * CIFAR-10 comes from torchvision, cached in :func:`helpers.env.data_dir` (``$XAI_DATA_DIR``). It is downloaded when
   online; under ``XAI_OFFLINE=1`` it is read from the standard ``cifar-10-batches-py`` folder in that directory.
+  Under ``XAI_SMOKE=1 XAI_OFFLINE=1`` without those files a small generated stand-in is used instead (and said so):
+  :func:`standin_cifar10`, patterned images, the same the test suite writes to disk (``tests/fake_cifar.py``).
 * Images handed around by the course are **HWC uint8 RGB numpy arrays** (what ``PIL`` and ``skimage`` give);
   model inputs are float tensors ``(3, H, W)`` or ``(B, 3, H, W)`` normalised with a mean and std per channel.
 * :func:`sample_photos` gives real photos that ship with scikit-image (no download), :func:`load_image` reads a
@@ -33,6 +35,8 @@ __all__ = [
     "denormalize",
     "cifar10",
     "cifar10_tensors",
+    "standin_images",
+    "standin_cifar10",
     "imagenet_classes",
     "SAMPLE_PHOTOS",
     "sample_photos",
@@ -141,14 +145,90 @@ def _missing_cifar_message(root: Path) -> str:
     )
 
 
+def standin_images(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Class-patterned images standing in for CIFAR-10: (N, 32, 32, 3) uint8 for (N,) labels in 0..9.
+
+    Each class has a simple, learnable pattern: a class-specific colour tint plus stripes whose orientation and
+    frequency depend on the class, with random phase, brightness and noise (so a small CNN separates the classes
+    in a few epochs while no two images are identical). Not photos: nothing learnt or explained on them carries
+    over to CIFAR-10."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels, dtype=np.int64)
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float32) / 32.0
+    images = np.empty((len(labels), 32, 32, 3), dtype=np.uint8)
+    for i, c in enumerate(labels):
+        hue = np.array([(c * 37) % 256, (c * 91 + 60) % 256, (c * 151 + 120) % 256], dtype=np.float32) / 255.0
+        angle = np.pi * (c % 5) / 5.0
+        freq = 2.0 + 2.0 * (c // 5)
+        phase = rng.uniform(0, 2 * np.pi)
+        wave = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
+        img = 0.55 * wave[..., None] * hue[None, None, :] + 0.25 * hue[None, None, :] + 0.1 * rng.uniform()
+        img = img + rng.normal(0.0, 0.04, size=img.shape)
+        images[i] = np.clip(img * 255.0, 0, 255).astype(np.uint8)
+    return images
+
+
+def standin_cifar10(train: bool = False, n_train_per_class: int = 10, n_test_per_class: int = 5,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The generated stand-in for a CIFAR-10 split: images (N, 32, 32, 3) uint8 and labels (N,) int64, classes
+    shuffled; ``10 * n_train_per_class`` training or ``10 * n_test_per_class`` test images (:func:`standin_images`).
+    The same images as the test suite's on-disk fake CIFAR-10 with the same arguments (``tests/fake_cifar.py``)."""
+    rng = np.random.default_rng(seed)
+    train_labels = rng.permutation(np.repeat(np.arange(10), n_train_per_class))
+    test_labels = rng.permutation(np.repeat(np.arange(10), n_test_per_class))
+    labels = train_labels if train else test_labels
+    return standin_images(labels, seed=seed + (1 if train else 2)), labels
+
+
+class _StandInCIFAR10(torch.utils.data.Dataset):
+    """A CIFAR-10-shaped dataset of :func:`standin_cifar10` images, with torchvision's ``CIFAR10`` interface:
+    ``data`` (N, 32, 32, 3) uint8, ``targets`` (list of N ints), ``classes``, ``class_to_idx``; an item is
+    ``(transform(PIL image), target)``."""
+
+    def __init__(self, train: bool, transform: Any = None, target_transform: Any = None) -> None:
+        self.train, self.transform, self.target_transform = train, transform, target_transform
+        self.data, labels = standin_cifar10(train)
+        self.targets = [int(v) for v in labels]
+        self.classes = list(CIFAR10_CLASSES)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        img, target = Image.fromarray(self.data[index]), self.targets[index]
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
+_STANDIN_SAID: set[bool] = set()
+
+
+def _standin(train: bool, root: Path, transform: Any) -> _StandInCIFAR10:
+    ds = _StandInCIFAR10(train, transform)
+    if train not in _STANDIN_SAID:
+        _STANDIN_SAID.add(train)
+        print(f"CIFAR-10 is not in {_cifar_folder(root)}: SMOKE + OFFLINE mode uses a generated STAND-IN instead "
+              f"({len(ds)} patterned {'training' if train else 'test'} images, 10 classes; not photos, so accuracies "
+              "and explanations on it mean nothing). For CIFAR-10 itself, run without XAI_OFFLINE (downloaded once).")
+    return ds
+
+
 def cifar10(train: bool = False, download: bool | None = None, transform: Any = None):
     """The CIFAR-10 test (default) or training split as a ``torchvision.datasets.CIFAR10`` rooted at ``env.data_dir()``.
 
     ``download=None`` downloads unless ``XAI_OFFLINE=1``. Without download the standard ``cifar-10-batches-py`` files
     must be in ``env.data_dir()``; their MD5 is then not checked (so a smaller copy in the same format loads, see
     ``tests/fake_cifar.py``). ``dataset.data`` is (N, 32, 32, 3) uint8, ``dataset.targets`` a list of N ints.
-    Raises ``FileNotFoundError`` (saying how to get the files) when they are missing offline, and ``RuntimeError``
-    when the download fails.
+    Missing offline, in smoke mode (``XAI_SMOKE=1 XAI_OFFLINE=1``: tests, a quick look at a fresh release) a small
+    generated stand-in with the same interface is returned instead, and a line says so (:func:`standin_cifar10`:
+    100 training or 50 test images); otherwise ``FileNotFoundError`` is raised, saying how to get the files.
+    ``RuntimeError`` when the download fails.
     """
     root = env.data_dir()
     if download is None:
@@ -156,6 +236,8 @@ def cifar10(train: bool = False, download: bool | None = None, transform: Any = 
     cls = _cifar_class()
     if not download:
         if not _cifar_files_present(root):
+            if env.offline() and env.smoke():
+                return _standin(train, root, transform)
             if env.offline():
                 raise FileNotFoundError(_missing_cifar_message(root))
             raise FileNotFoundError(f"CIFAR-10 was not found in {_cifar_folder(root)}; call cifar10(download=True) "

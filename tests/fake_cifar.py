@@ -6,9 +6,9 @@ pickled dicts of the original, with Python 2 ``str`` keys (so ``b"data"`` when r
 the meta file holds ``b"label_names"``. torchvision's ``CIFAR10`` reads it (without its MD5 check, see
 ``helpers.data.cifar10``).
 
-Each class has a simple, learnable pattern: a class-specific colour tint plus stripes whose orientation and
-frequency depend on the class, with random phase, brightness and noise, so a small CNN separates the classes in a
-few epochs while the images are still not identical.
+The images are :func:`helpers.data.standin_cifar10`'s (a class-specific colour tint plus stripes, learnable by a
+small CNN in a few epochs): the stand-in that ``helpers.data.cifar10`` uses in smoke + offline mode without files,
+so a test run on these files and a student's smoke run without data see the same images.
 """
 
 from __future__ import annotations
@@ -16,29 +16,20 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # imported from tests/ alone (tools/colab_standin.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from helpers.data import standin_cifar10, standin_images  # noqa: E402
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def fake_cifar_images(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Class-dependent patterned images: (N, 32, 32, 3) uint8 for (N,) labels in 0..9."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels, dtype=np.int64)
-    yy, xx = np.mgrid[0:32, 0:32].astype(np.float32) / 32.0
-    images = np.empty((len(labels), 32, 32, 3), dtype=np.uint8)
-    for i, c in enumerate(labels):
-        hue = np.array([(c * 37) % 256, (c * 91 + 60) % 256, (c * 151 + 120) % 256], dtype=np.float32) / 255.0
-        angle = np.pi * (c % 5) / 5.0
-        freq = 2.0 + 2.0 * (c // 5)
-        phase = rng.uniform(0, 2 * np.pi)
-        wave = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
-        img = 0.55 * wave[..., None] * hue[None, None, :] + 0.25 * hue[None, None, :] + 0.1 * rng.uniform()
-        img = img + rng.normal(0.0, 0.04, size=img.shape)
-        images[i] = np.clip(img * 255.0, 0, 255).astype(np.uint8)
-    return images
+#: the class-patterned images (helpers.data.standin_images): (N,) labels -> (N, 32, 32, 3) uint8
+fake_cifar_images = standin_images
 
 
 class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
@@ -87,11 +78,8 @@ def write_fake_cifar10(root: str | Path, n_train_per_class: int = 10, n_test_per
     """
     folder = Path(root) / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    train_labels = rng.permutation(np.repeat(np.arange(10), n_train_per_class))
-    test_labels = rng.permutation(np.repeat(np.arange(10), n_test_per_class))
-    train_images = fake_cifar_images(train_labels, seed=seed + 1)
-    test_images = fake_cifar_images(test_labels, seed=seed + 2)
+    train_images, train_labels = standin_cifar10(True, n_train_per_class, n_test_per_class, seed)
+    test_images, test_labels = standin_cifar10(False, n_train_per_class, n_test_per_class, seed)
     for k, part in enumerate(np.array_split(np.arange(len(train_labels)), 5), start=1):
         _write_batch(folder / f"data_batch_{k}", train_images[part], train_labels[part], f"training batch {k} of 5")
     _write_batch(folder / "test_batch", test_images, test_labels, "testing batch 1 of 1")

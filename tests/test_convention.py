@@ -95,3 +95,18 @@ def test_homework_question_has_its_points() -> None:
     """The drift of issue 26: 2.4 is '*(5 points, homework)*' and had points=None in the PDF."""
     two = {q.number: q for q in submission.read_questions(ROOT / "solutions" / "02_attention.ipynb")}
     assert (two["2.4"].points, two["2.4"].note) == (5.0, "homework")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("**TOSUBMIT 7.5** *(3 points)* Design a test.", []),
+        ("  \n**TOSUBMIT 7.5** *(3 points)* Design a test.", []),
+        ("## 5. Designing a test\n\n**TOSUBMIT 7.5** *(3 points)* Design a test.", ["7.5"]),
+        ("**TOSUBMIT 7.4** *(3 points)* A.\n\n**TOSUBMIT 7.5** *(3 points)* B.", ["7.5"]),
+        ("Questions are marked **TOSUBMIT N.M**; answer every **TOSUBMIT** question.", []),
+        ("See **TOSUBMIT 3.2** above.", ["3.2"]),
+    ],
+)
+def test_misplaced_headers(source: str, expected: list[str]) -> None:
+    assert convention.misplaced_headers(source) == expected

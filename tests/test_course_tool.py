@@ -206,3 +206,47 @@ def test_points_with_a_note(tree: Path) -> None:
     nbformat.write(nb, tree / "solutions" / "07_tiny.ipynb")
     assert course.main(["build", "--root", str(tree)]) == 0
     assert "**7.1** (5 points, homework; section *1. A section*)" in (tree / "assignments.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "## 5. Designing a test\n\n**TOSUBMIT 7.2** *(2 points)* Why 2?",  # a heading above the header (07, 7.5)
+        "Some text first. **TOSUBMIT 7.2** *(2 points)* Why 2?",
+        "**TOSUBMIT 7.1** *(2 points)* Why 1?\n\n**TOSUBMIT 7.2** *(2 points)* Why 2?",  # two in one cell
+    ],
+)
+def test_check_catches_a_question_that_does_not_start_its_cell(tree: Path, source: str) -> None:
+    nb = _notebook()
+    nb.cells[7].source = source  # the cell of TOSUBMIT 7.2 (cells 5-6: 7.1 and its answer)
+    nbformat.write(nb, tree / "solutions" / "07_tiny.ipynb")
+    problems = course.check(tree)
+    assert any("07_tiny.ipynb cell 7: **TOSUBMIT 7.2 does not start the cell" in p for p in problems), problems
+    assert course.main(["check", "--root", str(tree)]) == 1
+    assert course.main(["build", "--root", str(tree)]) == 1
+
+
+def test_mentions_of_tosubmit_without_a_number_are_allowed(tree: Path) -> None:
+    nb = _notebook()
+    nb.cells[3].source = "## 1. A section\n\nQuestions are marked **TOSUBMIT N.M**; answer every **TOSUBMIT** question."
+    nbformat.write(nb, tree / "solutions" / "07_tiny.ipynb")
+    assert course.main(["build", "--root", str(tree)]) == 0
+    assert course.check(tree) == []
+
+
+def test_check_catches_notebook_07s_hidden_question(tree: Path) -> None:
+    """A copy of notebook 07 whose '## 5. Designing a test' heading shares the cell of TOSUBMIT 7.5 (as on main
+    when this test was written; if 07 has the heading in its own cell by now, the copy puts it back)."""
+    nb = nbformat.read(ROOT / "solutions" / "07_evaluating_explanations.ipynb", as_version=4)
+    i = next(k for k, c in enumerate(nb.cells) if "**TOSUBMIT 7.5**" in c.source)
+    if nb.cells[i].source.lstrip().startswith("**TOSUBMIT 7.5**"):
+        heading = nb.cells[i - 1]
+        assert heading.cell_type == "markdown" and heading.source.startswith("## 5."), heading.source[:80]
+        nb.cells[i].source = heading.source + "\n\n" + nb.cells[i].source
+        del nb.cells[i - 1]
+        i -= 1
+    (tree / "solutions" / "07_tiny.ipynb").unlink()
+    nbformat.write(nb, tree / "solutions" / "07_evaluating_explanations.ipynb")
+    problems = course.check(tree)
+    assert any(f"07_evaluating_explanations.ipynb cell {i}: **TOSUBMIT 7.5 does not start the cell" in p
+               for p in problems), problems

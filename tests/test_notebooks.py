@@ -21,6 +21,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import NOTEBOOK_TIMES, ROOT, SLOWEST_CELLS
+from tests.figure_hook import KernelFigureCheck
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 #: "auto": XAI_DEVICE unset (the CPU on a machine without a GPU); "sim": the simulated GPU
@@ -61,7 +62,8 @@ def smoke_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path, strict: bool, dev
 
 def execute_notebook(nb, path: Path, key: str) -> None:
     """Execute ``nb`` (in place: outputs are added to its cells) top to bottom in a fresh Jupyter kernel started in
-    ``path``'s folder; record its run time and slowest cell under ``key`` for the session's summary."""
+    ``path``'s folder; record its run time and slowest cell under ``key`` for the session's summary. Every figure
+    the notebook shows is checked for overlapping or cut-off texts (``tests/figure_hook.py``): a problem fails."""
     cell_start: dict[int, float] = {}
 
     def on_start(cell, cell_index: int) -> None:  # noqa: ARG001
@@ -76,9 +78,12 @@ def execute_notebook(nb, path: Path, key: str) -> None:
         nb, timeout=600, startup_timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
         on_cell_execute=on_start, on_cell_executed=on_done,
     )
+    figure_check = KernelFigureCheck()
+    client.extra_arguments = [*client.extra_arguments, *figure_check.kernel_arguments]
     start = time.perf_counter()
     client.execute()
     NOTEBOOK_TIMES[key] = time.perf_counter() - start
+    figure_check.assert_clean(nb, key)
 
 
 def keep_executed(nb, folder: str, name: str) -> None:

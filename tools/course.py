@@ -153,6 +153,13 @@ def parse(nb, path: Path) -> NotebookInfo:
     for i, cell in enumerate(cells):
         where = f"{path.name} cell {i}"
         _split_regions(cell.source, where)
+        hidden = convention.misplaced_headers(cell.source)
+        if hidden:
+            raise CourseError(
+                f"{where}: **TOSUBMIT {hidden[0]} does not start the cell, so it is no question (missing from "
+                "assignments.md, the grading guide and the PDF): give it a markdown cell of its own, starting with "
+                "the header (move a heading or text above it into the cell before)"
+            )
         if cell.cell_type != "markdown":
             continue
         for line in cell.source.splitlines():

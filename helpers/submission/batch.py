@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .notebook import missing_figures
 from .pdf import _build, _write
 from .reading import METADATA_KEY, SubmissionError, _load_notebook, _qkey, _safe_id, _slug, _source, read_questions
 
@@ -74,7 +75,9 @@ def batch(folder: str | Path, out: str | Path | None = None, overwrite: bool = F
     """Build one PDF per notebook under ``folder`` (recursively) into ``out`` (default: ``folder``) and, there:
 
     * ``answers.csv``: one row per notebook, one column per question (1 answered, 0 not, empty: the notebook has
-      no such question). A notebook that fails gets a row with its error; the others go on;
+      no such question). A notebook that fails gets a row with its error; the others go on. A question that asks
+      for a figure (``submission.attach("N.M", ...)`` in its text) and has none is flagged: status
+      ``figure missing: N.M`` (instead of ``ok``) and the ``figures_missing`` column;
     * ``points.csv``: the grader's sheet: a first row with each question's maximum points, then one row per
       student with a column per question to fill in (0 already written where the question is not answered, empty
       where it is) and an empty ``total``;
@@ -102,8 +105,9 @@ def batch(folder: str | Path, out: str | Path | None = None, overwrite: bool = F
             name, sid, source = _identity(nb, path, slug)
             row.update(name=name, student_id=sid, id_from=source, notebook=slug)
             built = _build(nb, name, sid, path.parent, path.stem, path.name)
+            no_figure = missing_figures(built.questions)
             row.update(questions=len(built.questions), answered=sum(q.answered for q in built.questions),
-                       figures=sum(len(q.figures) for q in built.questions))
+                       figures=sum(len(q.figures) for q in built.questions), figures_missing=" ".join(no_figure))
             for q in built.questions:
                 row[q.number] = int(q.answered)
                 numbers.add(q.number)
@@ -114,13 +118,14 @@ def batch(folder: str | Path, out: str | Path | None = None, overwrite: bool = F
                 row["status"] = "exists (not overwritten; use --overwrite)"
             else:
                 _write(target, built.pdf, overwrite)
-                row["status"] = "ok" + ("; " + "; ".join(built.warnings) if built.warnings else "")
+                flags = [f"figure missing: {n}" for n in no_figure] + built.warnings
+                row["status"] = "; ".join(flags) if no_figure else "ok" + "".join("; " + w for w in flags)
         except (SubmissionError, OSError) as err:
             row["status"] = f"error: {err}"
         print(f"{row['file']}: {row['status']}")
         rows.append(row)
     columns = ["file", "name", "student_id", "id_from", "notebook", "pdf", "questions", "answered", "figures",
-               "status"] + sorted(numbers, key=_qkey)
+               "figures_missing", "status"] + sorted(numbers, key=_qkey)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "answers.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
@@ -168,10 +173,13 @@ def _summary(rows: list[dict[str, Any]], numbers: list[str]) -> str:
         has = [r for r in ok if n in r]
         missing = [who(r) for r in has if not r[n]]
         out.append(f"| {n} | {len(has) - len(missing)} of {len(has)} | {', '.join(missing) or '-'} |")
-    out += ["", "## Per student", "", "| student | file | answered | not answered |", "| --- | --- | --- | --- |"]
+    out += ["", "## Per student", "", "| student | file | answered | not answered | figure missing |",
+            "| --- | --- | --- | --- | --- |"]
     for r in ok:
         missing = [n for n in numbers if n in r and not r[n]]
-        out.append(f"| {who(r)} | {r['file']} | {r['answered']} of {r['questions']} | {', '.join(missing) or '-'} |")
+        no_fig = ", ".join(str(r.get("figures_missing") or "").split()) or "-"
+        out.append(f"| {who(r)} | {r['file']} | {r['answered']} of {r['questions']} | {', '.join(missing) or '-'} "
+                   f"| {no_fig} |")
     failed = [r for r in rows if "questions" not in r]
     if failed:
         out += ["", "## Not read", ""] + [f"- {r['file']}: {r['status']}" for r in failed]

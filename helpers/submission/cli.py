@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .batch import batch
 from .pdf import build_pdf
@@ -36,7 +38,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if failed else 0
         if not args.notebook or not args.name or not args.student_id:
             parser.error("give a notebook, --name and --id (or --batch FOLDER)")
-        path = build_pdf(args.notebook, args.name, args.student_id, out=args.out, overwrite=args.overwrite)
+        made = None
+        if args.out and args.out.endswith(("/", os.sep)) and not os.path.isdir(args.out):
+            made = Path(args.out)  # "--out new_dir/": a folder, created here (and removed again if nothing is written)
+            made.mkdir(parents=True)
+        try:
+            path = build_pdf(args.notebook, args.name, args.student_id, out=args.out, overwrite=args.overwrite)
+        except BaseException:
+            if made is not None and not any(made.iterdir()):
+                made.rmdir()
+            raise
         print(f"Wrote {path}")
         return 0
     except (SubmissionError, FileNotFoundError, FileExistsError) as err:

@@ -6,9 +6,11 @@ import base64
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from .. import convention
 from . import reading
 from .pdf import _build, _Built, _refuse_existing, _resolve_out, _write
 from .reading import (
@@ -50,8 +52,52 @@ def _cell_id(ip: Any) -> str | None:
 _MANIFEST = "attached.json"
 
 
+def _executed_inputs(ip: Any) -> list[str]:
+    """The sources of the cells this kernel has run (IPython's raw input history), stripped, empty ones left out."""
+    hist = getattr(getattr(ip, "history_manager", None), "input_hist_raw", None)
+    if hist is None:
+        hist = (getattr(ip, "user_ns", {}) or {}).get("In") or []
+    return [str(src).strip() for src in hist if str(src).strip()]
+
+
+def _code_sources(path: Path) -> tuple[set[str], bool] | None:
+    """(the stripped code cell sources, whether it is a submission copy written by export()) of a notebook file."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = nb["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    sources = {convention.cell_source(c).strip() for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"}
+    is_copy = METADATA_KEY in (nb.get("metadata") or {}) or path.stem.endswith("_submission")
+    return sources - {""}, is_copy
+
+
+def _notebook_from_history(ip: Any, folder: Path | None = None) -> tuple[Path | None, list[Path]]:
+    """The notebook in ``folder`` (default: the working directory) whose code cells this kernel ran, for a
+    front end that does not tell (``jupyter nbconvert --execute``, papermill, nbclient): the ``.ipynb`` file
+    holding the most of the executed cells, a submission copy (``export()``'s) only where nothing else matches.
+    Returns (the notebook or None when no file or a tie, the candidates that matched best)."""
+    executed = set(_executed_inputs(ip))
+    if not executed:
+        return None, []
+    scored = []
+    for cand in sorted((folder or Path.cwd()).glob("*.ipynb")):
+        read = _code_sources(cand)
+        if read is None:
+            continue
+        hits = len(executed & read[0])
+        if hits:
+            scored.append((hits, not read[1], cand))
+    if not scored:
+        return None, []
+    best = max((hits, original) for hits, original, _ in scored)
+    top = [c for hits, original, c in scored if (hits, original) == best]
+    return (top[0].resolve() if len(top) == 1 else None), top
+
+
 def _running_notebook_path() -> Path | None:
-    """The notebook file this kernel runs, when the front end tells (VS Code, JupyterLab / Notebook 7)."""
+    """The notebook file this kernel runs: told by the front end (VS Code, JupyterLab / Notebook 7), else the
+    notebook in the working directory whose code cells this kernel ran (a headless run, e.g. nbconvert)."""
     ip = _ipython()
     ns = getattr(ip, "user_ns", {}) or {}
     for cand in (ns.get("__vsc_ipynb_file__"), ns.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
@@ -65,6 +111,8 @@ def _running_notebook_path() -> Path | None:
                 return (parent / p).resolve()
         if (Path.cwd() / p.name).is_file():
             return (Path.cwd() / p.name).resolve()
+    if ip is not None:
+        return _notebook_from_history(ip)[0]
     return None
 
 
@@ -168,8 +216,29 @@ def clear(question: str | None = None, notebook: str | Path | None = None) -> in
 
 _COLAB_HELP = ("On Colab: File > Download > Download .ipynb, upload it with the Files panel on the left (into "
                "/content), then run submission.export(name, student_id, notebook='/content/<file>.ipynb').")
-_LOCAL_HELP = ("Pass the notebook's path: submission.export(name, student_id, notebook='00_getting_started.ipynb'), or "
-               "from a terminal: python -m helpers.submission notebooks/00_getting_started.ipynb --name '...' --id ...")
+_ATTACH_CALL = re.compile(r"""attach\(\s*["'](\d+)\.\d+["']""")
+
+
+def _local_help(ip: Any) -> str:
+    """What to do when the notebook file is unknown, naming this notebook where it can be told: the files that
+    matched the executed cells equally well, else the course notebook of the questions attached to."""
+    _, tied = _notebook_from_history(ip) if ip is not None else (None, [])
+    names = [p.name for p in tied]
+    if not names:
+        numbers = {int(m.group(1)) for src in (_executed_inputs(ip) if ip is not None else [])
+                   for m in _ATTACH_CALL.finditer(src)}
+        stem = reading._canonical_stem(numbers.pop()) if len(numbers) == 1 else None
+        names = [f"{stem}.ipynb"] if stem else []
+    name = names[0] if names else "NN_slug.ipynb"
+    which = f" (one of: {', '.join(names)})" if len(names) > 1 else ""
+    return (f"Pass the notebook's path{which}: submission.export(name, student_id, notebook='{name}'), or from a "
+            f"terminal: python -m helpers.submission notebooks/{name} --name '...' --id ...")
+
+
+def missing_figures(questions: list[reading.Question]) -> list[str]:
+    """The numbers of the questions that ask for a figure (``submission.attach("N.M", ...)`` in their text) and
+    have none (``Question.figures`` filled, as by ``pdf._build``)."""
+    return [q.number for q in questions if convention.asks_for_figure(q.text, q.number) and not q.figures]
 
 
 def _colab_notebook() -> dict:
@@ -207,7 +276,8 @@ def export(name: str, student_id: str, notebook: str | Path | None = None, *, ou
     Colab (the open notebook), in VS Code and in JupyterLab; elsewhere pass ``notebook=`` (its path). Writes
     ``<NN_slug>_<student_id>.pdf`` next to the notebook (on Colab in ``/content``) and, with ``save_copy``, the
     submission copy ``<NN_slug>_<student_id>.ipynb`` (your notebook with your name, ID and figures in its
-    metadata). An existing PDF is not replaced unless ``overwrite=True``. Returns the PDF's path.
+    metadata). ``out``: a ``.pdf`` file or a folder (created if new: ``out="pdfs/"``). An existing PDF is not
+    replaced unless ``overwrite=True``. Returns the PDF's path.
     """
     name, student_id = _check_identity(name, student_id)
     colab = notebook is None and _in_colab()
@@ -221,7 +291,7 @@ def export(name: str, student_id: str, notebook: str | Path | None = None, *, ou
     else:
         path = _running_notebook_path()
         if path is None:
-            raise SubmissionError("cannot tell which notebook is running. " + _LOCAL_HELP)
+            raise SubmissionError("cannot tell which notebook is running. " + _local_help(_ipython()))
         nb, base_dir, stem, label = _load_notebook(path), path.parent, path.stem, path.name
     if path is not None:
         age = dt.datetime.now().timestamp() - path.stat().st_mtime
@@ -230,13 +300,19 @@ def export(name: str, student_id: str, notebook: str | Path | None = None, *, ou
               "(Ctrl+S / File > Save) and run this cell again if you changed anything since.")
     built = _build(nb, name, student_id, base_dir, stem, label)
     default_name = f"{built.slug}_{_safe_id(student_id)}.pdf"
-    target = _resolve_out(out, base_dir, default_name)
+    if out is not None and (str(out).endswith(("/", os.sep)) or not (Path(out).suffix or Path(out).exists())):
+        target = Path(out).expanduser() / default_name  # a new folder ("new_dir/"), created when writing
+    else:
+        target = _resolve_out(out, base_dir, default_name)
     copy_path = target.with_suffix(".ipynb")
     if path is not None and copy_path.resolve() == path.resolve():
         copy_path = target.with_name(target.stem + "_submission.ipynb")
     _refuse_existing([target] + ([copy_path] if save_copy else []), overwrite)
     for msg in built.warnings:
         print("Warning:", msg)
+    for number in missing_figures(built.questions):
+        print(f"Warning: question {number} asks for a figure and none is attached: run its "
+              f"submission.attach(\"{number}\", ...) cell, then this cell again.")
     _write(target, built.pdf, overwrite)
     if save_copy:
         _write(copy_path, _submission_copy(nb, built, name, student_id), overwrite)
