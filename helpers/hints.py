@@ -42,8 +42,9 @@ HINTS: dict[str, str] = {
     # 05 LIME and occlusion
     "5.1": "keep = masks[:, segments] has shape (N, H, W); use np.where(keep[..., None], image, fill)",
     "5.2": "weights pi = sqrt(exp(-d^2 / width^2)); centre Z and f with pi-weighted means; alpha = 1",
-    "5.3": "accumulate the score drop on every pixel of the window AND count the windows per pixel; return "
-    "total / count",
+    "5.3": "positions from occlusion.window_positions (the last window may stick out: slicing cuts it off); copy "
+    "fill's pixels from the window's own position (fill[..., r:r+w, c:c+w], never a fixed colour); accumulate the "
+    "drop on every pixel of the window AND count the windows per pixel; return total / count",
     # 06 Feature visualisation
     "6.1": "absolute (not squared) differences of vertical and of horizontal neighbours, no wrap-around; sum over "
     "(C, H, W) of each image",

