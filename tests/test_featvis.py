@@ -290,6 +290,16 @@ def test_dataset_examples_find_the_reddest_images_and_their_crops() -> None:
     neg = fv.dataset_examples(Red(), "conv", images, channel=0, k=2, negative=True)
     assert set(neg.indices.tolist()).isdisjoint({7, 21, 3})
     assert (neg.scores <= ex.all_scores.median()).all()
+    maps = fv.channel_maps(Red(), "conv", images, [1, 0], batch_size=7)  # one pass, both channels
+    assert maps.shape == (40, 2, 16, 16)
+    for j, c in enumerate([1, 0]):
+        for negative in (False, True):
+            a = fv.examples_from_maps(maps[:, j], k=3, negative=negative)
+            b = fv.dataset_examples(Red(), "conv", images, channel=c, k=3, negative=negative)
+            assert torch.equal(a.indices, b.indices) and torch.equal(a.positions, b.positions)
+            torch.testing.assert_close(a.all_scores, b.all_scores)
+    with pytest.raises(IndexError, match="channel 2"):
+        fv.channel_maps(Red(), "conv", images, [0, 2])
 
 
 # ---------------------------------------------------------------------------------------------- lucent

@@ -19,7 +19,8 @@
 * :mod:`.loop` -- the loop :func:`render` (Adam on the parameters), one plain gradient-ascent step
   :func:`ascent_step` (exercise 6.2), :func:`record_activations` (a context manager whose forward hooks are
   removed on exit), and the measures :func:`evaluate`, :func:`transform_robustness`, :func:`high_frequency_fraction`.
-* :mod:`.examples` -- **dataset examples**: :func:`top_k_examples` (exercise 6.3), :func:`dataset_examples`,
+* :mod:`.examples` -- **dataset examples**: :func:`top_k_examples` (exercise 6.3), :func:`dataset_examples`
+  (or, for several channels from one forward pass, :func:`channel_maps` and :func:`examples_from_maps`),
   :func:`crop_examples`.
 * :mod:`.lucent_adapter` -- **lucent** (torch-lucent 0.1.8): :func:`lucent_transforms` (its standard transforms
   with the ``random_scale`` reported to break on torch >= 2.1 replaced), :func:`lucent_render` (``render_vis`` with
@@ -32,7 +33,14 @@ channel and neuron objectives and the dataset examples work on both families.
 
 from __future__ import annotations
 
-from .examples import DatasetExamples, crop_examples, dataset_examples, top_k_examples
+from .examples import (
+    DatasetExamples,
+    channel_maps,
+    crop_examples,
+    dataset_examples,
+    examples_from_maps,
+    top_k_examples,
+)
 from .loop import (
     RenderResult,
     ascent_step,
@@ -97,6 +105,8 @@ __all__ = [
     "ascent_step",
     "top_k_examples",
     "DatasetExamples",
+    "channel_maps",
+    "examples_from_maps",
     "dataset_examples",
     "crop_examples",
     "lucent_transforms",

@@ -4,7 +4,7 @@ each one's strongest position."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +14,8 @@ from .loop import _identity, _StopForward, record_activations
 from .objectives import _check_index, to_spatial
 from .regularizers import _check_images
 
-__all__ = ["top_k_examples", "DatasetExamples", "dataset_examples", "crop_examples"]
+__all__ = ["top_k_examples", "DatasetExamples", "channel_maps", "examples_from_maps", "dataset_examples",
+           "crop_examples"]
 
 Tensor = torch.Tensor
 
@@ -47,12 +48,16 @@ class DatasetExamples:
     all_scores: Tensor
 
 
-def dataset_examples(model: nn.Module, layer: str, images: Tensor, channel: int, k: int = 9,
-                     preprocess: Callable[[Tensor], Tensor] | None = None, num_prefix_tokens: int = 0,
-                     batch_size: int = 250, negative: bool = False) -> DatasetExamples:
-    """Run ``images`` (N, 3, H, W) in [0, 1] through ``model`` in batches, record channel ``channel`` of ``layer``
-    and return its ``k`` top-activating images (``negative=True``: the ``k`` most negative)."""
+def channel_maps(model: nn.Module, layer: str, images: Tensor, channels: Sequence[int],
+                 preprocess: Callable[[Tensor], Tensor] | None = None, num_prefix_tokens: int = 0,
+                 batch_size: int = 250) -> Tensor:
+    """Run ``images`` (N, 3, H, W) in [0, 1] through ``model`` in batches (the forward pass stops after ``layer``)
+    and keep the maps of ``channels`` (a list of C' indices): (N, C', h, w) float on the CPU. One pass serves any
+    number of channels: :func:`examples_from_maps` then picks each one's top (or most negative) images."""
     _check_images(images)
+    channels = [int(c) for c in channels]
+    if not channels:
+        raise ValueError("channels must name at least one channel")
     preprocess = preprocess or _identity
     device = next(model.parameters()).device
     maps = []
@@ -62,16 +67,34 @@ def dataset_examples(model: nn.Module, layer: str, images: Tensor, channel: int,
             with contextlib.suppress(_StopForward):
                 model(preprocess(images[i:i + batch_size].to(device)))
             a = to_spatial(acts[layer], num_prefix_tokens)
-            _check_index(channel, a.shape[1], "channel")
-            maps.append(a[:, channel].float().cpu())
-    m = torch.cat(maps)  # (N, h, w)
+            for c in channels:
+                _check_index(c, a.shape[1], "channel")
+            maps.append(a[:, channels].float().cpu())
+    return torch.cat(maps)
+
+
+def examples_from_maps(maps: Tensor, k: int = 9, negative: bool = False) -> DatasetExamples:
+    """The ``k`` top-activating images of one channel from its maps (N, h, w) (``negative=True``: the ``k`` most
+    negative), scored by the mean over positions, with each one's strongest position."""
+    if maps.ndim != 3:
+        raise ValueError(f"expected the maps of one channel, (N, h, w), got {tuple(maps.shape)}")
     sign = -1.0 if negative else 1.0
-    idx, _ = top_k_examples(sign * m[:, None], 0, k)
-    flat = (sign * m[idx]).flatten(1).argmax(1)
-    w = m.shape[2]
+    idx, _ = top_k_examples(sign * maps[:, None], 0, k)
+    flat = (sign * maps[idx]).flatten(1).argmax(1)
+    w = maps.shape[2]
     positions = torch.stack([flat // w, flat % w], dim=1)
-    all_scores = m.flatten(1).mean(1)
-    return DatasetExamples(idx, all_scores[idx], positions, (m.shape[1], m.shape[2]), all_scores)
+    all_scores = maps.flatten(1).mean(1)
+    return DatasetExamples(idx, all_scores[idx], positions, (maps.shape[1], maps.shape[2]), all_scores)
+
+
+def dataset_examples(model: nn.Module, layer: str, images: Tensor, channel: int, k: int = 9,
+                     preprocess: Callable[[Tensor], Tensor] | None = None, num_prefix_tokens: int = 0,
+                     batch_size: int = 250, negative: bool = False) -> DatasetExamples:
+    """Run ``images`` (N, 3, H, W) in [0, 1] through ``model`` in batches, record channel ``channel`` of ``layer``
+    and return its ``k`` top-activating images (``negative=True``: the ``k`` most negative). For several channels
+    (or top and negative of one) compute :func:`channel_maps` once and call :func:`examples_from_maps` on each."""
+    maps = channel_maps(model, layer, images, [channel], preprocess, num_prefix_tokens, batch_size)
+    return examples_from_maps(maps[:, 0], k, negative)
 
 
 def crop_examples(images: Tensor, examples: DatasetExamples, crop: int) -> Tensor:
