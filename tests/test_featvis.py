@@ -290,6 +290,16 @@ def test_dataset_examples_find_the_reddest_images_and_their_crops() -> None:
     neg = fv.dataset_examples(Red(), "conv", images, channel=0, k=2, negative=True)
     assert set(neg.indices.tolist()).isdisjoint({7, 21, 3})
     assert (neg.scores <= ex.all_scores.median()).all()
+    maps = fv.channel_maps(Red(), "conv", images, [1, 0], batch_size=7)  # one pass, both channels
+    assert maps.shape == (40, 2, 16, 16)
+    for j, c in enumerate([1, 0]):
+        for negative in (False, True):
+            a = fv.examples_from_maps(maps[:, j], k=3, negative=negative)
+            b = fv.dataset_examples(Red(), "conv", images, channel=c, k=3, negative=negative)
+            assert torch.equal(a.indices, b.indices) and torch.equal(a.positions, b.positions)
+            torch.testing.assert_close(a.all_scores, b.all_scores)
+    with pytest.raises(IndexError, match="channel 2"):
+        fv.channel_maps(Red(), "conv", images, [0, 2])
 
 
 # ---------------------------------------------------------------------------------------------- lucent
@@ -333,6 +343,60 @@ def test_lucent_render_works_is_seeded_cached_and_releases_its_hooks() -> None:
     e = fv.lucent_render(model, fv.lucent_deepdream("2"), transforms=None, cache=False, **kw)
     assert e.shape == (1, 16, 16, 3)
     assert_no_hooks(model)
+
+
+def test_lucent_cache_tells_signs_and_weights_apart() -> None:
+    """lucent's description drops signs and weights: ``channel`` and ``-channel`` (and two weights of a diversity
+    term) share one description, so a cache keyed by it would hand one objective's image to the other."""
+    pytest.importorskip("lucent")
+    from lucent.optvis import objectives
+
+    model = _tiny_cnn()
+    kw = dict(size=16, steps=4, fixed_image_size=16, preprocess=False, seed=0)
+    pos, neg = objectives.channel("2", 1), -objectives.channel("2", 1)
+    assert pos.description == neg.description  # the trap the cache must not fall into
+    a, b = fv.lucent_render(model, pos, **kw), fv.lucent_render(model, neg, **kw)
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(b, fv.lucent_render(model, neg, cache=False, **kw))
+    np.testing.assert_array_equal(a, fv.lucent_render(model, pos, **kw))  # the same object: from the cache
+    w1 = objectives.channel("2", 1) - 1.0 * objectives.diversity("2")
+    w2 = objectives.channel("2", 1) - 1e3 * objectives.diversity("2")
+    assert w1.description == w2.description
+    c, d = fv.lucent_render(model, w1, batch=2, **kw), fv.lucent_render(model, w2, batch=2, **kw)
+    assert not np.allclose(c, d)
+    np.testing.assert_array_equal(d, fv.lucent_render(model, w2, batch=2, cache=False, **kw))
+    # an explicit key is the caller's promise: the same key gives the cached image, whatever the object
+    e = fv.lucent_render(model, pos, key="my channel", **kw)
+    np.testing.assert_array_equal(e, fv.lucent_render(model, neg, key="my channel", **kw))
+    assert_no_hooks(model)
+
+
+def test_lucent_deepdream_per_image() -> None:
+    pytest.importorskip("lucent")
+    acts = {"l": torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)}
+    whole = fv.lucent_deepdream("l")(acts.__getitem__)
+    first = fv.lucent_deepdream("l", batch=1)(acts.__getitem__)
+    torch.testing.assert_close(whole, -(acts["l"] ** 2).mean())
+    torch.testing.assert_close(first, -(acts["l"][1] ** 2).mean())
+    assert "batch 1" in fv.lucent_deepdream("l", batch=1).description
+
+
+def test_feature_match_reconstructs_what_a_layer_keeps() -> None:
+    model = _tiny_cnn()
+    target_img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad(), fv.record_activations(model, ["0"]) as acts:
+        model(target_img)
+    obj = fv.feature_match("0", acts["0"])
+    assert fv.evaluate(model, obj, target_img).item() == pytest.approx(0, abs=1e-10)
+    start = fv.ImageParam(16, kind="pixel", decorrelate=False, seed=0)().detach()
+    res = fv.render(model, obj, size=16, steps=60, lr=0.1, param="pixel", decorrelate=False, transforms=None)
+    before, after = fv.evaluate(model, obj, start).item(), fv.evaluate(model, obj, res.images).item()
+    assert before < -0.1 and after > 0.2 * before  # the distance falls by more than 5x
+    r0 = np.corrcoef(start.flatten(), target_img.flatten())[0, 1]
+    r1 = np.corrcoef(res.images.flatten(), target_img.flatten())[0, 1]
+    assert r1 > r0 + 0.3  # a first conv layer keeps the pixels: the reconstruction resembles the image
+    with pytest.raises(ValueError, match="same layer and image size"):
+        fv.evaluate(model, obj, torch.rand(1, 3, 8, 8))
 
 
 def test_load_inceptionv1_offline_random(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
