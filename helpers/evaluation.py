@@ -9,9 +9,11 @@ in the model's input space.
 * How peaked a map is, without ground truth: :func:`concentration` (share of the mass in the top 10 % of the
   pixels) and :func:`map_entropy` (normalised entropy of the map as a distribution).
 * Model-parameter randomisation (Adebayo et al. 2018): :func:`layer_groups`, :func:`randomize_parameters`,
-  :func:`cascading_randomization` / :func:`independent_randomization` (iterators that randomise *every* parameter,
-  a ViT's ``pos_embed`` and ``cls_token`` included, and restore the model afterwards, also after an exception);
-  similarity of maps: :func:`rank_similarity` (Spearman, signed or absolute), :func:`ssim_similarity`.
+  :func:`cascading_randomization` / :func:`independent_randomization` (iterators that re-initialise *every*
+  parameter, a ViT's ``pos_embed`` and ``cls_token`` included, and restore the model afterwards, also after an
+  exception);
+  similarity of maps: :func:`rank_similarity` (Spearman, signed or absolute; NaN for a constant map),
+  :func:`ssim_similarity`, :func:`hog_similarity` (Pearson correlation of HOG features).
 * Deletion / insertion curves (Petsiuk et al. 2018): :func:`deletion_curve`, :func:`insertion_curve`, :func:`auc`,
   substrates :func:`blur_substrate` / :func:`mean_substrate`, baseline maps :func:`random_map` / :func:`sobel_map`.
 * ROAR (Hooker et al. 2019): :func:`roar_remove` replaces the top ``t`` of the pixels by a fill (the per-channel
@@ -42,6 +44,8 @@ __all__ = [
     "independent_randomization",
     "rank_similarity",
     "ssim_similarity",
+    "hog_similarity",
+    "LayerGroup",
     "random_map",
     "sobel_map",
     "blur_substrate",
@@ -154,44 +158,78 @@ def map_entropy(maps: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def layer_groups(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
+class LayerGroup(list):
+    """One "layer" of :func:`layer_groups`: a list of its parameters (``nn.Parameter``) that also knows the modules
+    owning them (``.modules``), so :func:`randomize_parameters` can re-initialise each with its own init."""
+
+    def __init__(self, params: Sequence[nn.Parameter], modules: Sequence[nn.Module] = ()) -> None:
+        super().__init__(params)
+        self.modules = list(modules)
+
+
+def _owners(module: nn.Module) -> list[nn.Module]:
+    """``module`` and its submodules that hold parameters directly (``recurse=False``)."""
+    return [m for m in module.modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def layer_groups(model: nn.Module) -> list[tuple[str, LayerGroup]]:
     """The model's parameters in "layers", bottom (input) to top (output), for randomisation tests.
 
     One group per child module, with ``nn.Sequential`` / ``nn.ModuleList`` children expanded one level (so the
     course CNN gives ``features.0 .. features.5, fc`` and the course ViT ``patch_embed, blocks.0 .. blocks.3,
     norm, head``); parameters registered directly on a module that is not expanded stay in its group, and the
     root module's own parameters (a ViT's ``cls_token`` and ``pos_embed``) form a group ``"embeddings"`` that
-    comes first. Every parameter is in exactly one group."""
-    groups: list[tuple[str, list[nn.Parameter]]] = []
+    comes first. Every parameter is in exactly one group. Each group is a :class:`LayerGroup`: a list of
+    parameters whose ``.modules`` are the modules that own them."""
+    groups: list[tuple[str, LayerGroup]] = []
     own = list(model.parameters(recurse=False))
     if own:
-        groups.append(("embeddings", own))
+        groups.append(("embeddings", LayerGroup(own)))  # no module of their own: see randomize_parameters
     for name, child in model.named_children():
         if isinstance(child, (nn.Sequential, nn.ModuleList)):
             direct = list(child.parameters(recurse=False))
             if direct:
-                groups.append((name, direct))
+                groups.append((name, LayerGroup(direct, [child])))
             for sub, grandchild in child.named_children():
                 params = list(grandchild.parameters())
                 if params:
-                    groups.append((f"{name}.{sub}", params))
+                    groups.append((f"{name}.{sub}", LayerGroup(params, _owners(grandchild))))
         else:
             params = list(child.parameters())
             if params:
-                groups.append((name, params))
+                groups.append((name, LayerGroup(params, _owners(child))))
     return groups
 
 
-def randomize_parameters(params: Sequence[nn.Parameter], generator: torch.Generator) -> None:
-    """Overwrite each parameter with Gaussian noise of the same shape and the same standard deviation (the trained
-    tensor's; 0.02 for a constant or one-element tensor), mean 0. Keeps the scale of every layer, destroys what it
-    learnt. In place, without gradient."""
+def randomize_parameters(params: Sequence[nn.Parameter], generator: torch.Generator, std: float = 0.02) -> None:
+    """Re-initialise a layer, as if it had never been trained (Adebayo et al. 2018 re-initialise the weights).
+
+    ``params``: a :class:`LayerGroup` of :func:`layer_groups` (or a plain list of parameters). Every module of
+    ``params.modules`` that has a ``reset_parameters()`` gets it (its own PyTorch initialisation: Kaiming-uniform
+    weights and uniform biases for convolutions and linear layers, gain 1 and bias 0 for normalisation layers, whose
+    running statistics are reset too, to mean 0 and variance 1), seeded from ``generator`` so the result is
+    reproducible. This is what Quantus' MPRT does. A parameter that no such module owns (a ViT's ``cls_token`` and
+    ``pos_embed``, which Quantus leaves trained; or any parameter of a plain list) is drawn from a normal
+    distribution of standard deviation ``std`` (0.02, the CourseViT's initialisation of these tensors), truncated at
+    2 ``std``. In place, without gradient."""
     with torch.no_grad():
+        done: set[int] = set()
+        for module in getattr(params, "modules", []):
+            reset = getattr(module, "reset_parameters", None)
+            if not callable(reset):
+                continue
+            owned = list(module.parameters(recurse=False))
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            cuda = sorted({p.device.index or 0 for p in owned if p.device.type == "cuda"})
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(seed)
+                reset()
+            done.update(id(p) for p in owned)
         for p in params:
-            std = float(p.float().std()) if p.numel() > 1 else 0.0
-            std = std if std > 0 and math.isfinite(std) else 0.02
+            if id(p) in done:
+                continue
             noise = torch.randn(p.shape, generator=generator, dtype=torch.float32) * std
-            p.copy_(noise.to(p.device, p.dtype))
+            p.copy_(noise.clamp(-2 * std, 2 * std).to(p.device, p.dtype))
 
 
 @contextmanager
@@ -241,7 +279,9 @@ def independent_randomization(model: nn.Module, order: str = "top_down",
 
 def rank_similarity(a: torch.Tensor, b: torch.Tensor, absolute: bool = False) -> torch.Tensor:
     """Spearman rank correlation between paired maps ``(B, H, W)`` -> ``(B,)`` (of ``|a|`` and ``|b|`` with
-    ``absolute=True``; Adebayo et al. report both). Ties get their average rank."""
+    ``absolute=True``; Adebayo et al. report both). Ties get their average rank. A constant map (e.g. all zeros:
+    the method returned nothing) has no ranking: its entry is NaN, not 0, so count those apart (``torch.isnan``)
+    and average the rest (``torch.nanmean``)."""
     from scipy.stats import spearmanr
 
     _check_maps(a, "a")
@@ -253,7 +293,35 @@ def rank_similarity(a: torch.Tensor, b: torch.Tensor, absolute: bool = False) ->
         a_np, b_np = np.abs(a_np), np.abs(b_np)
     out = []
     for u, v in zip(a_np, b_np, strict=True):
-        out.append(0.0 if np.ptp(u) == 0 or np.ptp(v) == 0 else float(spearmanr(u, v).statistic))
+        out.append(math.nan if np.ptp(u) == 0 or np.ptp(v) == 0 else float(spearmanr(u, v).statistic))
+    return torch.tensor(out)
+
+
+def hog_similarity(a: torch.Tensor, b: torch.Tensor, cell: int = 4) -> torch.Tensor:
+    """Pearson correlation of the histograms of oriented gradients (HOG, scikit-image) of paired maps, Adebayo et
+    al.'s third similarity: ``(B, H, W)`` -> ``(B,)``. Each map is min-max normalised to [0, 1] first; HOG with 9
+    orientations, ``cell`` x ``cell`` px cells, 2 x 2 cell blocks (L2-Hys). NaN where a map is constant (no
+    gradients, no correlation)."""
+    from skimage.feature import hog
+
+    _check_maps(a, "a")
+    _check_maps(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if min(a.shape[1:]) < 2 * cell:
+        raise ValueError(f"maps of {tuple(a.shape[1:])} px are too small for 2 x 2 cells of {cell} px")
+
+    def feats(m: np.ndarray) -> np.ndarray | None:
+        rng = np.ptp(m)
+        if rng == 0:
+            return None
+        return hog((m - m.min()) / rng, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2))
+
+    out = []
+    for u, v in zip(a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy(), strict=True):
+        fu, fv = feats(u), feats(v)
+        ok = fu is not None and fv is not None and np.ptp(fu) > 0 and np.ptp(fv) > 0
+        out.append(float(np.corrcoef(fu, fv)[0, 1]) if ok else math.nan)
     return torch.tensor(out)
 
 

@@ -15,16 +15,31 @@ from helpers.checkpoints import load_checkpoint
 from helpers.cifar_models import CNNConfig, ViTConfig, build_model
 
 
+def _as_if_trained(model: nn.Module) -> nn.Module:
+    """Move every parameter and normalisation statistic away from its initial value (as training would), so that
+    re-initialising a layer is visible even for layers whose init is deterministic (norm gains 1, biases 0)."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.add_(0.1 * torch.randn(b.shape, generator=gen))
+            elif name.endswith("running_var"):
+                b.mul_(0.5 + torch.rand(b.shape, generator=gen))
+    return model
+
+
 @pytest.fixture(scope="module")
 def small_cnn() -> nn.Module:
     torch.manual_seed(0)
-    return build_model(CNNConfig(num_classes=4, widths=(8, 8, 16, 16))).eval()
+    return _as_if_trained(build_model(CNNConfig(num_classes=4, widths=(8, 8, 16, 16))).eval())
 
 
 @pytest.fixture(scope="module")
 def small_vit() -> nn.Module:
     torch.manual_seed(0)
-    return build_model(ViTConfig(dim=32, depth=2, heads=2, tokenizer="linear")).eval()
+    return _as_if_trained(build_model(ViTConfig(dim=32, depth=2, heads=2, tokenizer="linear")).eval())
 
 
 class RegionModel(nn.Module):
@@ -151,10 +166,56 @@ def test_independent_randomizes_one_group_at_a_time(small_cnn: nn.Module) -> Non
             assert changed and all(k == name or k.startswith(name + ".") for k in changed), (name, changed)
 
 
-def test_randomize_parameters_keeps_the_scale() -> None:
+def test_randomize_parameters_reinitialises_each_module_with_its_own_init(small_cnn: nn.Module,
+                                                                          small_vit: nn.Module) -> None:
+    cnn, vit = copy.deepcopy(small_cnn), copy.deepcopy(small_vit)
+    for model in (cnn, vit):
+        for _, group in evaluation.layer_groups(model):
+            evaluation.randomize_parameters(group, torch.Generator().manual_seed(0))
+    for m in cnn.modules():
+        if isinstance(m, nn.BatchNorm2d):  # gain 1, bias 0, running statistics reset (not noise around trained ones)
+            assert torch.equal(m.weight, torch.ones_like(m.weight)) and torch.equal(m.bias, torch.zeros_like(m.bias))
+            assert torch.equal(m.running_mean, torch.zeros_like(m.running_mean))
+            assert torch.equal(m.running_var, torch.ones_like(m.running_var))
+        if isinstance(m, (nn.Conv2d, nn.Linear)):  # Kaiming-uniform: |w| <= 1 / sqrt(fan_in)
+            fan_in = m.weight[0].numel()
+            assert float(m.weight.detach().abs().max()) <= 1 / fan_in**0.5 + 1e-6
+            assert float(m.weight.detach().std()) > 0.2 / fan_in**0.5
+    for m in vit.modules():
+        if isinstance(m, nn.LayerNorm):
+            assert torch.equal(m.weight, torch.ones_like(m.weight))
+    for t in (vit.pos_embed, vit.cls_token):  # no module of their own: truncated normal, std 0.02
+        assert float(t.detach().abs().max()) <= 0.04 + 1e-7 and float(t.detach().std()) > 0.01
+    # reproducible: the same seed gives the same weights, another seed other weights
+    again = copy.deepcopy(small_cnn)
+    for _, group in evaluation.layer_groups(again):
+        evaluation.randomize_parameters(group, torch.Generator().manual_seed(0))
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in cnn.state_dict().items())
+    other = copy.deepcopy(small_cnn)
+    for _, group in evaluation.layer_groups(other):
+        evaluation.randomize_parameters(group, torch.Generator().manual_seed(1))
+    assert not torch.equal(other.fc.weight, cnn.fc.weight)
+    # a plain list of parameters: truncated normal of std 0.02
     p = nn.Parameter(torch.randn(200, 100) * 0.3 + 5.0)
     evaluation.randomize_parameters([p], torch.Generator().manual_seed(0))
-    assert abs(float(p.detach().std()) - 0.3) < 0.02 and abs(float(p.detach().mean())) < 0.02
+    assert abs(float(p.detach().mean())) < 0.002 and float(p.detach().abs().max()) <= 0.04 + 1e-7
+
+
+def test_rank_similarity_of_a_constant_map_is_nan_and_hog_similarity() -> None:
+    a = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    b = a.clone()
+    b[1] = 0.0  # a method that returned nothing
+    r = evaluation.rank_similarity(a, b)
+    assert torch.isnan(r[1]) and not torch.isnan(r[[0, 2]]).any()
+    torch.testing.assert_close(r[[0, 2]], torch.ones(2))
+    h = evaluation.hog_similarity(a, b)
+    assert torch.isnan(h[1])
+    torch.testing.assert_close(h[[0, 2]], torch.ones(2, dtype=h.dtype))
+    torch.testing.assert_close(evaluation.hog_similarity(a, 2 * a + 1), torch.ones(3, dtype=h.dtype))
+    noise = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(5))
+    assert (evaluation.hog_similarity(a, noise).abs() < 0.6).all()
+    with pytest.raises(ValueError, match="too small"):
+        evaluation.hog_similarity(a[:, :6, :6], a[:, :6, :6])
 
 
 def test_similarities_known_answers() -> None:

@@ -133,6 +133,8 @@ def test_shipped_table_has_the_full_grid() -> None:
     assert s["retrain"] == roar.RetrainConfig(epochs=defaults.epochs).as_dict()
     assert table["command"].startswith("python tools/roar_grid.py")
     assert table["machine"] and table["wall_minutes"] > 0 and table["retrain_seconds_median"] > 0
+    missing = set(roar.DEFAULT_METHODS) - set(table["map_seconds"])  # every method timed, or the gap explained
+    assert not missing or all(m in table["map_seconds_note"] for m in missing), missing
     assert len(table["baseline_per_seed"]) == 3
     assert set(table["table"]) == set(roar.DEFAULT_METHODS)
     for method, res in table["table"].items():
@@ -155,3 +157,27 @@ def test_tool_quick_run(tmp_path) -> None:
     table = json.loads(out.read_text())
     assert table["complete"] and set(table["table"]) == {"random", "gradient"}
     assert all(len(v) == 1 for res in table["table"].values() for v in res.values())
+    assert set(table["map_seconds"]) == {"random", "gradient"}  # timed, and stored with the cached maps
+    again = tmp_path / "again.json"  # a second run reads the maps from the cache and still reports their seconds
+    assert roar_grid.main(["--quick", "--out", str(again), "--cache-dir", str(tmp_path / "maps")]) == 0
+    assert json.loads(again.read_text())["map_seconds"] == table["map_seconds"]
+
+
+def test_tool_quick_never_overwrites_the_shipped_table() -> None:
+    before = roar.TABLE_PATH.read_bytes()
+    with pytest.raises(SystemExit, match="shipped table"):
+        roar_grid.main(["--quick", "--out", str(roar.TABLE_PATH)])
+    assert roar.TABLE_PATH.read_bytes() == before
+    doc = roar_grid.__doc__
+    assert json.loads(roar.TABLE_PATH.read_text())["command"] in doc  # the docstring names the recorded command
+
+
+def test_interval_counts_the_test_set_and_compare_calls_ties() -> None:
+    mean, half = roar.interval([0.35], 2000)
+    assert mean == 0.35 and abs(half - 1.96 * (0.35 * 0.65 / 2000) ** 0.5) < 1e-12  # one seed: binomial only
+    _, half3 = roar.interval([0.34, 0.35, 0.36], 2000)
+    assert half3 > half  # the seed spread adds to it
+    assert roar.compare([0.345, 0.35, 0.34], [0.355, 0.36, 0.35], 2000)[2] == "tie"  # 1 point apart: noise
+    diff, h, verdict = roar.compare([0.30, 0.30, 0.30], [0.40, 0.40, 0.40], 2000)
+    assert verdict == "lower" and abs(diff + 0.10) < 1e-12 and h < 0.1
+    assert roar.compare([0.40], [0.30], 2000)[2] == "higher"

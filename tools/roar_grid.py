@@ -1,7 +1,7 @@
 """The full ROAR grid of notebook 07 (Hooker et al. 2019): 6 methods x 5 thresholds x 3 seeds, one retrain each.
 
-    python tools/roar_grid.py --threads 2                 # the shipped table, data/roar/roar_cifar10.json
-    python tools/roar_grid.py --quick --out /tmp/roar.json # a minute-long smoke run (2 methods, 2 thresholds)
+    python tools/roar_grid.py --threads 1    # the shipped table, data/roar/roar_cifar10.json (its recorded command)
+    python tools/roar_grid.py --quick        # a minute-long smoke run (2 methods, 2 thresholds) -> /tmp/roar_quick.json
 
 Data: the CIFAR-10 JPEG training split (``../shared/data/cifar10-train-jpeg.tar.gz``, see tools/train_checkpoint.py):
 ``--train`` images from its training part (a seeded subset) to retrain on, ``--test`` images from the held-out part
@@ -14,6 +14,8 @@ CIFAR-10 mean colour and a fresh small CNN (helpers.roar.RetrainConfig) is train
 The output JSON holds numbers only (never images): settings, baseline, ``results[method][t]`` = accuracy per seed,
 the seconds per method's maps and per retrain, the total wall time, the command and the machine. It is rewritten
 after every retrain with ``"complete": false`` until the grid is done, and an interrupted run resumes from it.
+``--quick`` writes to ``/tmp/roar_quick.json`` unless ``--out`` says otherwise, and refuses to write the shipped table.
+The maps' seconds are stored with the cached maps, so ``map_seconds`` is complete also when maps come from the cache.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import platform
 import shlex
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,15 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sg-samples", type=int, default=8)
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 methods, 2 thresholds, 1 seed, 1 epoch")
-    p.add_argument("--out", type=Path, default=roar.TABLE_PATH)
+    p.add_argument("--out", type=Path,
+                   help="the JSON table (default data/roar/roar_cifar10.json; with --quick /tmp/roar_quick.json)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
+        if args.out is not None and args.out.resolve() == roar.TABLE_PATH.resolve():
+            raise SystemExit(f"--quick would overwrite the shipped table {roar.TABLE_PATH}: give another --out")
+        args.out = args.out or Path(tempfile.gettempdir()) / "roar_quick.json"
         args.train, args.test, args.methods, args.fractions, args.seeds, args.epochs = \
             min(args.train, 1000), min(args.test, 500), ["random", "gradient"], [0.5, 0.9], [0], 1
+    args.out = args.out or roar.TABLE_PATH
     if args.threads:
         torch.set_num_threads(args.threads)
     wall = time.perf_counter()
@@ -122,15 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     for method in args.methods:
         key = f"{method}-{len(train_x)}-{len(test_x)}-ig{args.ig_steps}-sg{args.sg_samples}.pt"
         cached = args.cache_dir / key
-        if cached.exists():
-            maps = torch.load(cached, weights_only=True)
-        else:
+        entry = torch.load(cached, weights_only=True) if cached.exists() else None
+        if isinstance(entry, dict) and "seconds" in entry:  # maps and the seconds they took
+            maps = entry["maps"]
+            table["map_seconds"][method] = entry["seconds"]
+        else:  # no cache, or one written before the seconds were stored with the maps: compute (and time) again
             start = time.perf_counter()
             both_x, both_y = torch.cat([train_x, test_x]), torch.cat([train_y, test_y])
             maps = roar.roar_maps(model, both_x, both_y, method, layer=model.features[-1], ig_steps=args.ig_steps,
                                   sg_samples=args.sg_samples, progress=False)
             table["map_seconds"][method] = round(time.perf_counter() - start, 1)
-            torch.save(maps, cached)
+            torch.save({"maps": maps, "seconds": table["map_seconds"][method]}, cached)
             print(f"maps {method}: {table['map_seconds'][method]:.0f} s", flush=True)
         maps = maps.float()
         train_maps, test_maps = maps[: len(train_x)], maps[len(train_x):]
