@@ -548,7 +548,7 @@ def plot_tcav(results: dict[tuple[str, int, str], TCAVResult], concept: Sequence
     ax.set_xticklabels(concept, fontsize=8, rotation=20)
     ax.set_ylim(0, 1)
     ax.set_ylabel("TCAV score")
-    ax.set_title(f"class {class_name or cls}: hatched = not significant (p >= {alpha:g}/{n_tests}); "
+    ax.set_title(f"class {class_name or cls}\nhatched = not significant (p >= {alpha:g}/{n_tests}); "
                  "grey = random CAVs", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     return ax.figure
