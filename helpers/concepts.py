@@ -383,6 +383,19 @@ def welch_test(scores: Sequence[float], null: Sequence[float]) -> tuple[float, f
     return float(t), float(p)
 
 
+def _warn_if_constant(grad: torch.Tensor, layer: str, cls: int) -> None:
+    """Warn when every image has the same gradient ``grad`` (N, D): then ``grad . v`` has one sign for all images and
+    every TCAV score is 0 or 1 (a layer right before global average pooling and a linear head, e.g. a CourseCNN's
+    ``features.5``)."""
+    if len(grad) > 1 and torch.allclose(grad, grad[:1].expand_as(grad), rtol=1e-5,
+                                        atol=1e-7 * float(grad.abs().max().clamp_min(1e-30))):
+        import warnings
+
+        warnings.warn(f"layer {layer!r}: the gradient of class {cls} is the same for every image (right before "
+                      "global pooling and a linear head?): every TCAV score is 0 or 1 there; use an earlier, "
+                      "spatial layer", UserWarning, stacklevel=3)
+
+
 def tcav_table(model: nn.Module, layers: Sequence[str], class_images: dict[int, torch.Tensor],
                concept_images: dict[str, torch.Tensor], random_sets: Sequence[torch.Tensor], c: float = 1.0,
                seed: int = 0, test_fraction: float = 0.3) -> dict[tuple[str, int, str], TCAVResult]:
@@ -392,7 +405,8 @@ def tcav_table(model: nn.Module, layers: Sequence[str], class_images: dict[int, 
     set 0 against each other random set (:func:`train_cav`: fitted on ``1 - test_fraction`` of both sets, its
     accuracy measured on the rest); the gradients of each class's logit for its images (``class_images``: class
     index -> images (N, 3, H, W)) are computed once and reused for every CAV. The K concept scores are compared
-    with the K - 1 null scores by a two-sided Welch t-test. Needs K >= 3. Returns ``{(concept, class, layer):
+    with the K - 1 null scores by a two-sided Welch t-test. Warns when a layer gives every image the same gradient
+    (then every score is 0 or 1). Needs K >= 3. Returns ``{(concept, class, layer):
     TCAVResult}``."""
     if len(random_sets) < 3:
         raise ValueError(f"the t-test needs at least 3 random sets, got {len(random_sets)}")
@@ -406,6 +420,7 @@ def tcav_table(model: nn.Module, layers: Sequence[str], class_images: dict[int, 
             concept_cavs[name] = [train_cav(acts_c, r, test_fraction, seed + k, c) for k, r in enumerate(acts_r)]
         for cls, imgs in class_images.items():
             grad = layer_gradients(model, layer, imgs, cls)
+            _warn_if_constant(grad, layer, cls)
             null = [tcav_score(grad @ v.vector) for v in null_cavs]
             for name, cavs in concept_cavs.items():
                 scores = [tcav_score(grad @ v.vector) for v in cavs]
@@ -533,7 +548,7 @@ def plot_tcav(results: dict[tuple[str, int, str], TCAVResult], concept: Sequence
     ax.set_xticklabels(concept, fontsize=8, rotation=20)
     ax.set_ylim(0, 1)
     ax.set_ylabel("TCAV score")
-    ax.set_title(f"class {class_name or cls}: hatched = not significant (p >= {alpha:g}/{n_tests}); "
+    ax.set_title(f"class {class_name or cls}\nhatched = not significant (p >= {alpha:g}/{n_tests}); "
                  "grey = random CAVs", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     return ax.figure

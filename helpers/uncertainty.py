@@ -9,6 +9,11 @@ ensemble, MC dropout, and the course's small deep ensemble.
   CourseCNN) with a forward pre-hook, in training mode (training with dropout) or always (``mc=True``: MC dropout).
 * :func:`mc_dropout_probs`, :func:`ensemble_probs`: stacked softmax probabilities (S, N, C).
 * :func:`load_ensemble`: the shipped ensemble members (``data/checkpoints``, ``tools/train_ensemble.py``).
+* :func:`fit_temperature`, :func:`apply_temperature`: temperature scaling (Guo et al. 2017), fitted by NLL on
+  held-out predictions.
+* :func:`bootstrap_metric`: a metric (accuracy, ECE, NLL) averaged over several sets of predictions of the same
+  images, under resampling of the images: the same ``seed`` gives the same resamples, so two methods' draws can be
+  subtracted (a paired bootstrap) for an interval on their difference.
 
 Probabilities are float tensors ``(N, C)`` (one model) or ``(S, N, C)`` (S members or dropout samples) whose rows
 sum to 1; labels are int64 ``(N,)``. Logarithms are natural (nats).
@@ -20,6 +25,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,6 +47,9 @@ __all__ = [
     "ensemble_probs",
     "load_ensemble",
     "probe_predictions",
+    "fit_temperature",
+    "apply_temperature",
+    "bootstrap_metric",
 ]
 
 #: the shipped deep-ensemble members (tools/train_ensemble.py): quarter-width CourseCNNs, one seed each
@@ -254,3 +263,63 @@ def probe_predictions(n: int = 500, num_classes: int = 10, seed: int = 0) -> tup
     right = torch.rand(n, generator=gen) < (1.5 * conf - 0.25).clamp(0, 1)
     other = (pred + torch.randint(1, num_classes, (n,), generator=gen)) % num_classes
     return probs, torch.where(right, pred, other)
+
+
+def apply_temperature(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax(log p / T)``: temperature scaling of probabilities (N, C) (or (..., C)). ``log p`` equals the
+    logits up to a constant per row, which the softmax cancels, so this is ``softmax(z / T)`` of the logits ``z``
+    (probabilities below 1e-30 are clamped first). T > 1 softens, T < 1 sharpens; the top-1 class never changes."""
+    if temperature <= 0:
+        raise ValueError(f"the temperature must be > 0, got {temperature}")
+    return (probs.double().clamp_min(1e-30).log() / temperature).softmax(-1).to(probs.dtype)
+
+
+def fit_temperature(probs: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The temperature T that minimises the NLL of :func:`apply_temperature` ``(probs, T)`` on held-out predictions
+    ``probs`` (N, C) with ``labels`` (N,) (Guo et al. 2017 fit T on the validation set, not on the test set). A
+    bounded scalar search over ``log T`` (scipy's ``minimize_scalar``): deterministic."""
+    from scipy.optimize import minimize_scalar
+
+    _check_probs(probs, 2)
+    if labels.shape != probs.shape[:1] or len(labels) == 0:
+        raise ValueError(f"labels must have shape ({probs.shape[0]},) with N > 0, got {tuple(labels.shape)}")
+    logp = probs.double().clamp_min(1e-30).log()
+
+    def nll(log_t: float) -> float:
+        return float(-(logp / np.exp(log_t)).log_softmax(-1).gather(1, labels.view(-1, 1)).mean())
+
+    res = minimize_scalar(nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
+                          options={"xatol": 1e-6})
+    return float(np.exp(res.x))
+
+
+def bootstrap_metric(probs: torch.Tensor, labels: torch.Tensor, metric: str, n_boot: int = 1000, seed: int = 0,
+                     n_bins: int = 15) -> torch.Tensor:
+    """The bootstrap distribution of ``metric`` ("acc", "ece" or "nll") averaged over K sets of predictions of the
+    same N images (``probs`` (K, N, C), e.g. the six corruptions at one severity; (N, C) for K = 1), resampling the
+    N images with replacement (the same resample for all K sets). Returns (n_boot,) float64.
+
+    The resamples depend only on ``seed``, ``n_boot`` and N: call it with the same ones for two methods and subtract
+    the results for a paired bootstrap of their difference (``torch.quantile(a - b, [0.025, 0.975])``)."""
+    if metric not in ("acc", "ece", "nll"):
+        raise ValueError(f"metric must be 'acc', 'ece' or 'nll', got {metric!r}")
+    p = probs.double()[None] if probs.ndim == 2 else probs.double()
+    _check_probs(p, 3)
+    k, n, _ = p.shape
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, n, (n_boot, n), generator=gen)  # (B, N)
+    conf, pred = p.max(-1)  # (K, N)
+    correct = (pred == labels.view(1, -1)).double()
+    if metric == "nll":
+        per = -p.gather(2, labels.view(1, -1, 1).expand(k, n, 1)).squeeze(2).clamp_min(1e-12).log()
+        return per[:, idx].mean(-1).mean(0)  # (K, B, N) -> (B,)
+    if metric == "acc":
+        return correct[:, idx].mean(-1).mean(0)
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
+    c, r = conf[:, idx], correct[:, idx]  # (K, B, N)
+    b = torch.bucketize(c, edges[1:-1], right=False)
+    flat = (torch.arange(k * n_boot).view(k, n_boot, 1) * n_bins + b).flatten()
+    gap = torch.zeros(k * n_boot * n_bins, dtype=torch.float64).scatter_add_(0, flat, (r - c).flatten())
+    return (gap.abs().view(k, n_boot, n_bins).sum(-1) / n).mean(0)

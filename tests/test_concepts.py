@@ -186,3 +186,22 @@ def test_check_8_1_rejects_wrong_cavs() -> None:
     assert status(right) == "passed"
     for wrong in (towards_random, unnormalised, mean_difference):
         assert status(wrong) == "failed", wrong.__name__
+
+
+def test_tcav_warns_where_every_image_has_the_same_gradient(small_cnn: nn.Module) -> None:
+    """After the last block come global average pooling and a linear layer: the gradient of a logit with respect to
+    ``features.5`` is ``fc.weight[k] / (h w)`` for every image, so TCAV can only score 0 or 1 there."""
+    import warnings
+
+    images = concepts.make_concept("noise", 6, seed=9)
+    randoms = [concepts.make_concept("noise", 8, seed=300 + k) for k in range(3)]
+    grad = concepts.layer_gradients(small_cnn, "features.5", images, 1)
+    torch.testing.assert_close(grad, grad[:1].expand_as(grad))
+    with pytest.warns(UserWarning, match="same for every image"):
+        res = concepts.tcav_table(small_cnn, ["features.5"], {1: images}, {"dots": concepts.make_concept("dots", 8)},
+                                  randoms)
+    assert set(res["dots", 1, "features.5"].scores + res["dots", 1, "features.5"].random_scores) <= {0.0, 1.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # features.4: the gradient goes through the last block
+        concepts.tcav_table(small_cnn, ["features.4"], {1: images}, {"dots": concepts.make_concept("dots", 8)},
+                            randoms)

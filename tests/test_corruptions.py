@@ -57,11 +57,16 @@ def test_known_values() -> None:
     grey = torch.full((1, 3, 8, 8), 100, dtype=torch.uint8)
     assert torch.equal(corruptions.corrupt(grey, "contrast", 5), grey)  # a flat image has no contrast to lose
     assert torch.equal(corruptions.corrupt(grey, "gaussian_blur", 5), grey)
-    bright = corruptions.corrupt(grey, "brightness", 1)
-    assert int(bright[0, 0, 0, 0]) == round(100 + 0.1 * 255)
+    bright = corruptions.corrupt(grey, "brightness", 1)  # grey: V + 0.05 on every channel, truncated
+    assert int(bright[0, 0, 0, 0]) == int(100 + 0.05 * 255)
+    red = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    red[:, 0] = 200
+    red[:, 1] = 100  # HSV: hue and saturation kept, so the channels keep their ratio 2 : 1 : 0
+    out = corruptions.corrupt(red, "brightness", 2)[0, :, 0, 0].tolist()
+    assert out[0] == int(200 + 0.1 * 255) and abs(out[1] - out[0] / 2) <= 1 and out[2] == 0
     checker = (torch.arange(32)[:, None] + torch.arange(32)[None]) % 2 * 255
     checker = checker.to(torch.uint8).expand(1, 3, 32, 32).contiguous()
-    pix = corruptions.corrupt(checker, "pixelate", 5)  # 12 x 12 blocks of a 1-px checkerboard: about mid grey
+    pix = corruptions.corrupt(checker, "pixelate", 5)  # 20 x 20 box averages of a 1-px checkerboard: about mid grey
     assert abs(float(pix.float().mean()) - 127.5) < 10
 
 
@@ -77,3 +82,35 @@ def test_corrupt_rejects_bad_input(images: torch.Tensor) -> None:
 def test_corrupt_all_keys(images: torch.Tensor) -> None:
     out = corruptions.corrupt_all(images[:2], names=("contrast", "jpeg"))
     assert sorted(out) == [(n, s) for n in ("contrast", "jpeg") for s in range(1, 6)]
+
+
+def test_parameters_are_cifar10c() -> None:
+    """The severities of hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py (CIFAR-10-C)."""
+    assert corruptions.PARAMETERS["jpeg"] == (80, 65, 58, 50, 40)
+    assert corruptions.PARAMETERS["pixelate"] == (0.95, 0.9, 0.85, 0.75, 0.65)
+    assert corruptions.PARAMETERS["brightness"] == (0.05, 0.1, 0.15, 0.2, 0.3)
+    assert corruptions.PARAMETERS["gaussian_blur"] == (0.4, 0.6, 0.7, 0.8, 1.0)
+
+
+@pytest.mark.parametrize("name", ["gaussian_blur", "brightness", "contrast"])
+def test_matches_scikit_image_within_one_level(name: str, images: torch.Tensor) -> None:
+    """CIFAR-10-C computes these with scikit-image (``gaussian``, ``rgb2hsv``) or numpy and truncates with
+    ``np.uint8``: ours agree to one grey level (float rounding at a truncation boundary)."""
+    np = pytest.importorskip("numpy")
+    skf = pytest.importorskip("skimage.filters")
+    skc = pytest.importorskip("skimage.color")
+    for s, c in zip(corruptions.SEVERITIES, corruptions.PARAMETERS[name], strict=True):
+        ours = corruptions.corrupt(images, name, s).permute(0, 2, 3, 1).numpy().astype(int)
+        for i, img in enumerate(images):
+            x = img.permute(1, 2, 0).numpy() / 255.0
+            if name == "gaussian_blur":
+                ref = skf.gaussian(x, sigma=c, channel_axis=-1)
+            elif name == "brightness":
+                hsv = skc.rgb2hsv(x)
+                hsv[:, :, 2] = np.clip(hsv[:, :, 2] + c, 0, 1)
+                ref = skc.hsv2rgb(hsv)
+            else:
+                mean = x.mean(axis=(0, 1), keepdims=True)
+                ref = (x - mean) * c + mean
+            ref = np.uint8(np.clip(ref, 0, 1) * 255).astype(int)
+            assert np.abs(ours[i] - ref).max() <= 1, (name, s)

@@ -222,3 +222,44 @@ def test_shipped_ensemble_card_and_loading() -> None:
     assert [m.config.widths for m in models] == [(16, 32, 64, 128)] * len(uncertainty.ENSEMBLE_MEMBERS)
     total = sum((checkpoints.CHECKPOINT_DIR / e["file"]).stat().st_size for e in manifest.values())
     assert total < 40_000_000, total  # the course's limit for all shipped checkpoints together
+
+
+def test_fit_temperature_recovers_a_known_temperature() -> None:
+    """Labels drawn from softmax(z), predictions softmax(3 z) (over-confident): the fitted T is close to 3, and
+    scaling lowers the NLL and the ECE without changing any prediction."""
+    gen = torch.Generator().manual_seed(0)
+    z = 2.0 * torch.randn(4000, 10, generator=gen)
+    labels = torch.multinomial(z.softmax(-1), 1, generator=gen).squeeze(1)
+    probs = (3 * z).softmax(-1)
+    t = uncertainty.fit_temperature(probs, labels)
+    assert t == pytest.approx(3.0, rel=0.1)
+    scaled = uncertainty.apply_temperature(probs, t)
+    assert torch.equal(scaled.argmax(1), probs.argmax(1))
+    assert uncertainty.negative_log_likelihood(scaled, labels) < uncertainty.negative_log_likelihood(probs, labels)
+    ece = uncertainty.expected_calibration_error
+    assert ece(scaled, labels) < ece(probs, labels)
+    assert torch.allclose(uncertainty.apply_temperature(probs, 1.0), probs, atol=1e-6)
+    with pytest.raises(ValueError, match="temperature"):
+        uncertainty.apply_temperature(probs, 0.0)
+
+
+def test_bootstrap_metric_resamples_images_the_same_way_for_every_method() -> None:
+    probs, labels = uncertainty.probe_predictions(300, seed=1)
+    other, _ = uncertainty.probe_predictions(300, seed=2)
+    stack = torch.stack([probs, other])  # K = 2 sets of predictions of the same 300 images
+    for metric, fn in (("acc", lambda p, y: float((p.argmax(1) == y).double().mean())),
+                       ("ece", uncertainty.expected_calibration_error),
+                       ("nll", uncertainty.negative_log_likelihood)):
+        draws = uncertainty.bootstrap_metric(stack, labels, metric, n_boot=50, seed=3)
+        assert draws.shape == (50,)
+        idx = torch.randint(0, 300, (50, 300), generator=torch.Generator().manual_seed(3))
+        for b in (0, 17):  # each draw is the metric of one resample, averaged over the K sets
+            want = (fn(probs[idx[b]], labels[idx[b]]) + fn(other[idx[b]], labels[idx[b]])) / 2
+            assert float(draws[b]) == pytest.approx(want, abs=1e-9)
+        assert torch.equal(draws, uncertainty.bootstrap_metric(stack, labels, metric, n_boot=50, seed=3))
+    # paired: a method against itself differs by exactly 0 in every draw
+    a = uncertainty.bootstrap_metric(probs, labels, "ece", n_boot=20, seed=0)
+    b = uncertainty.bootstrap_metric(probs, labels, "ece", n_boot=20, seed=0)
+    assert torch.equal(a - b, torch.zeros(20, dtype=a.dtype))
+    with pytest.raises(ValueError, match="metric"):
+        uncertainty.bootstrap_metric(probs, labels, "brier")
