@@ -54,6 +54,8 @@ __all__ = [
     "explain",
     "lrp",
     "cifar_box",
+    "conservation_gap",
+    "linear_rule",
 ]
 
 RULES = ("lrp0", "epsilon", "gamma", "zbox", "norm")
@@ -493,3 +495,27 @@ def lrp(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | torch.T
         box: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """LRP relevance of the input, (B, C, H, W): :func:`explain` without the bookkeeping."""
     return explain(model, x, target, composite, box).relevance
+
+
+def conservation_gap(relevance: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """How far a relevance map is from conserving the explained logit: ``(sum R - f) / |f|`` per image.
+
+    Args: ``relevance`` (B, ...) and ``logits`` (B,). Returns (B,): 0 = conserved, -0.3 = 30 % of the logit lost
+    (absorbed by biases and stabilisers), +0.3 = 30 % created.
+    """
+    if relevance.shape[0] != logits.shape[0] or logits.ndim != 1:
+        raise ValueError(f"relevance (B, ...) and logits (B,) must share B, got {tuple(relevance.shape)} and "
+                         f"{tuple(logits.shape)}")
+    return (relevance.flatten(1).sum(1) - logits) / logits.abs()
+
+
+def linear_rule(rule: Rule, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                r_out: torch.Tensor) -> torch.Tensor:
+    """One rule on one linear layer ``z = a @ weight.T + bias``: ``a`` (B, I), ``weight`` (O, I), ``bias`` (O,) or
+    None, ``r_out`` (B, O) -> the input relevance (B, I). (The reference of notebook 09's exercise 9.1.)"""
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None).to(a.device, a.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return propagate(rule, layer, a, r_out)
