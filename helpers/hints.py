@@ -67,6 +67,13 @@ HINTS: dict[str, str] = {
     "by its share of ALL the images (empty bins add 0)",
     "8.3": "total = entropy of the mean over members (axis 0); mutual information = total minus the mean of the "
     "members' entropies; natural log, 0 log 0 = 0",
+    # 09 Relevance and Shapley values
+    "9.1": "z includes the bias; add eps with the SIGN of z (+1 where z = 0); R_in = a * ((R_out / denominator) @ W)",
+    "9.2": "sum each image's relevance over all its (C, H, W) entries; subtract the logit; divide by |logit| (abs: "
+    "logits can be negative)",
+    "9.3": "weight |S|! (n - |S| - 1)! / n! for a coalition S WITHOUT i (the empty one included), times "
+    "v(S + i) - v(S); every coalition's value comes from one call of value_fn",
+    "9.4": "(n - 1) / (C(n, s) * s * (n - s)): one coalition's weight, with the binomial coefficient C(n, s)",
 }
 
 
