@@ -29,7 +29,9 @@ __all__ = [
     "site_names",
     "run_with_cache",
     "residual_stream",
+    "read_out",
     "logit_lens",
+    "frozen_ln_logit",
     "direct_logit_attribution",
     "patch_activations",
     "logit_difference",
@@ -153,12 +155,39 @@ def residual_stream(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([cache[f"resid_pre.{i}"] for i in range(len(model.blocks) + 1)])
 
 
+def read_out(model: nn.Module, stream: torch.Tensor) -> torch.Tensor:
+    """The model's own read-out (final LayerNorm, then the head) applied to the CLS token of a residual stream
+    (..., T, D) -> logits (..., classes): e.g. (L + 1, B, T, D) -> (L + 1, B, classes)."""
+    _check_model(model)
+    return model.head(model.norm(stream[..., 0, :]))
+
+
 def logit_lens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The logit lens: the CLS residual after the embedding and after each block, read out through the model's own
     final LayerNorm and head, as if the network stopped there. (B, 3, H, W) -> logits (L + 1, B, classes); the last
     entry equals the model's logits."""
-    stream = residual_stream(model, x)  # (L + 1, B, T, D)
-    return model.head(model.norm(stream[:, :, 0]))
+    return read_out(model, residual_stream(model, x))
+
+
+def frozen_ln_logit(model: nn.Module, part: torch.Tensor, final: torch.Tensor, target: int | torch.Tensor
+                    ) -> torch.Tensor:
+    """What one part of the final CLS residual contributes to the ``target`` logit through the final LayerNorm with
+    its scale frozen at its value on the whole residual: W_c . gamma * (part - mean(part)) / sigma(final).
+
+    Args:
+        part: (B, D), one summand of the final CLS residual. final: (B, D), the whole final CLS residual.
+        target: a class index or one per image (B,).
+
+    Returns:
+        (B,) contributions; summed over all parts, plus W_c . beta and the head's bias, they give the logit.
+    """
+    _check_model(model)
+    if part.shape != final.shape or part.dim() != 2:
+        raise ValueError(f"part and final must both be (B, D), got {tuple(part.shape)} and {tuple(final.shape)}")
+    tgt = _target_vector(target, final.shape[0], final.device)
+    norm = model.norm
+    sigma = torch.sqrt(final.var(dim=-1, unbiased=False, keepdim=True) + norm.eps)
+    return ((part - part.mean(dim=-1, keepdim=True)) / sigma * model.head.weight[tgt] * norm.weight).sum(-1)
 
 
 def _target_vector(target: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
@@ -191,11 +220,9 @@ def direct_logit_attribution(model: nn.Module, x: torch.Tensor, target: int | to
     final = cache[f"resid_pre.{n_layers}"][:, 0]  # (B, D)
     tgt = _target_vector(target, final.shape[0], final.device)
     norm = model.norm
-    sigma = torch.sqrt(final.var(dim=-1, unbiased=False, keepdim=True) + norm.eps)  # frozen scale (B, 1)
-    direction = model.head.weight[tgt] * norm.weight  # (B, D): W_c * gamma
 
     def term(part: torch.Tensor) -> torch.Tensor:  # part (B, D) -> (B,)
-        return ((part - part.mean(dim=-1, keepdim=True)) / sigma * direction).sum(-1)
+        return frozen_ln_logit(model, part, final, tgt)
 
     out: dict[str, torch.Tensor] = {"embed": term(cache["resid_pre.0"][:, 0])}
     for layer, block in enumerate(model.blocks):
@@ -302,13 +329,14 @@ def patching_sweep(
 
 
 @torch.no_grad()
-def head_means(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Each head's mean output over the images ``x`` (N, 3, H, W), per token position: ``"head.l.h"`` -> (T, d_head),
-    for mean-ablation."""
+def head_means(model: nn.Module, x: torch.Tensor, batch_size: int = 256, embedded: bool = False
+               ) -> dict[str, torch.Tensor]:
+    """Each head's mean output over the images ``x`` (N, 3, H, W) (or their embeddings (N, T, D) with
+    ``embedded=True``), per token position: ``"head.l.h"`` -> (T, d_head), for mean-ablation."""
     _check_model(model)
     sums: dict[str, torch.Tensor] = {}
     for start in range(0, x.shape[0], batch_size):
-        _, cache = run_with_cache(model, x[start : start + batch_size])
+        _, cache = run_with_cache(model, x[start : start + batch_size], embedded=embedded)
         for name, value in cache.items():
             if name.startswith("head."):
                 sums[name] = sums.get(name, 0) + value.sum(0)
@@ -317,17 +345,18 @@ def head_means(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> dict
 
 @torch.no_grad()
 def ablate_heads(
-    model: nn.Module, x: torch.Tensor, heads: Sequence[tuple[int, int]], means: Mapping[str, torch.Tensor]
+    model: nn.Module, x: torch.Tensor, heads: Sequence[tuple[int, int]], means: Mapping[str, torch.Tensor],
+    embedded: bool = False,
 ) -> torch.Tensor:
     """Logits (B, classes) with the heads ``[(layer, head), ...]`` mean-ablated: their output replaced, at every
-    token, by its mean over a reference set (:func:`head_means`)."""
+    token, by its mean over a reference set (:func:`head_means`). ``x``: images, or embeddings with ``embedded``."""
     patches = {}
     for layer, h in heads:
         name = f"head.{layer}.{h}"
         if name not in means:
             raise KeyError(f"no mean for {name!r}: compute the means with head_means(model, images)")
         patches[name] = Patch(means[name])
-    logits, _ = run_with_cache(model, x, patches)
+    logits, _ = run_with_cache(model, x, patches, embedded=embedded)
     return logits
 
 

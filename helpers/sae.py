@@ -17,11 +17,12 @@ features. Not here: the paper's auxiliary loss for dead latents (AuxK) and its a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["TopKSAE", "fvu", "train_sae", "feature_activations"]
+__all__ = ["TopKSAE", "topk_sae_forward", "fvu", "train_sae", "feature_activations", "save_sae", "load_sae"]
 
 
 def fvu(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -30,6 +31,17 @@ def fvu(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     if x.shape != x_hat.shape or x.dim() != 2:
         raise ValueError(f"expected two (N, d) tensors of one shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}")
     return (x - x_hat).pow(2).sum() / (x - x.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
+
+
+def topk_sae_forward(x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor,
+                     b_pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The TopK SAE as a function: x (N, d_model), W_enc (d_sae, d_model), b_enc (d_sae,), W_dec (d_model, d_sae),
+    b_pre (d_model,) -> (x_hat (N, d_model), z (N, d_sae), the mean squared error per element, a scalar)."""
+    pre = (x - b_pre) @ W_enc.T + b_enc
+    top = pre.topk(k, dim=-1)
+    z = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+    x_hat = z @ W_dec.T + b_pre
+    return x_hat, z, (x - x_hat).pow(2).mean()
 
 
 class TopKSAE(nn.Module):
@@ -145,3 +157,44 @@ def feature_activations(sae: TopKSAE, activations: torch.Tensor, batch_size: int
     device = sae.W_dec.device
     return torch.cat([sae.encode(activations[i : i + batch_size].to(device)) for i in range(0, len(activations),
                                                                                                 batch_size)])
+
+
+def save_sae(sae: TopKSAE, path: str | Path, meta: dict | None = None) -> None:
+    """Save ``sae`` as a plain dict (``{"config", "state_dict", "meta"}``, fp16 weights) that
+    ``torch.load(weights_only=True)`` reads back."""
+    state = {k: v.detach().cpu().half() for k, v in sae.state_dict().items()}
+    config = {"kind": "topk_sae", "d_model": sae.d_model, "d_sae": sae.d_sae, "k": sae.k}
+    torch.save({"config": config, "state_dict": state, "meta": dict(meta or {})}, path)
+
+
+def load_sae(name: str, directory: str | Path | None = None) -> TopKSAE:
+    """Load a shipped SAE checkpoint by name (``data/checkpoints/manifest.json``, SHA-256 checked), on the CPU.
+
+    Offline (``XAI_OFFLINE=1``) with the file missing: a randomly initialised SAE of the shipped shape, with a
+    warning, as :func:`helpers.checkpoints.load_checkpoint` does for the models."""
+    from . import checkpoints, env
+
+    directory = Path(directory) if directory is not None else checkpoints.CHECKPOINT_DIR
+    manifest = checkpoints.shipped_checkpoints(directory)
+    entry = manifest.get(name)
+    if entry is None or entry.get("kind") != "topk_sae":
+        known = ", ".join(sorted(k for k, v in manifest.items() if v.get("kind") == "topk_sae")) or "none"
+        raise checkpoints.CheckpointError(f"unknown SAE checkpoint {name!r}; shipped SAEs: {known}")
+    path = directory / entry["file"]
+    if not path.exists():
+        if env.offline():
+            print(f"WARNING (XAI_OFFLINE=1): SAE {name!r} is not available; using a RANDOMLY INITIALISED SAE.")
+            return TopKSAE(entry["d_model"], entry["d_sae"], entry["k"])
+        raise checkpoints.CheckpointError(
+            f"SAE checkpoint {path} is missing; restore it with `git checkout -- {path.name}` or re-create it with "
+            f"{entry.get('command', 'tools/train_sae.py')}"
+        )
+    digest = checkpoints.sha256_file(path)
+    if digest != entry["sha256"]:
+        raise checkpoints.CheckpointError(f"SAE checkpoint {path} has SHA-256 {digest[:12]}..., expected "
+                                          f"{entry['sha256'][:12]}...: the file is corrupt or was replaced")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = blob["config"]
+    sae = TopKSAE(cfg["d_model"], cfg["d_sae"], cfg["k"])
+    sae.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
+    return sae.eval()
