@@ -66,6 +66,13 @@ HINTS: dict[str, str] = {
     "by its share of ALL the images (empty bins add 0)",
     "8.3": "total = entropy of the mean over members (axis 0); mutual information = total minus the mean of the "
     "members' entropies; natural log, 0 log 0 = 0",
+    # 10 Inside the ViT
+    "10.1": "take token 0 (CLS) of every depth: stream[:, :, 0]; then the final LayerNorm model.norm, then model.head",
+    "10.2": "centre the part over its own D features, but divide by the std of the WHOLE final state (biased, + eps "
+    "under the root); multiply by model.norm.weight, then dot with model.head.weight[target]",
+    "10.3": "the cache comes from the SOURCE run; the patch goes into the TARGET run; pass tokens to inside.Patch",
+    "10.4": "subtract b_pre before the encoder; keep the k largest pre-activations (not the k largest absolute values), "
+    "ReLU them, zeros elsewhere; the loss is the mean over all N x D entries",
 }
 
 
