@@ -71,8 +71,8 @@ HINTS: dict[str, str] = {
     "10.2": "centre the part over its own D features, but divide by the std of the WHOLE final state (biased, + eps "
     "under the root); multiply by model.norm.weight, then dot with model.head.weight[target]",
     "10.3": "the cache comes from the SOURCE run; the patch goes into the TARGET run; pass tokens to inside.Patch",
-    "10.4": "subtract b_pre before the encoder; keep the k largest pre-activations (not the k largest absolute values), "
-    "ReLU them, zeros elsewhere; the loss is the mean over all N x D entries",
+    "10.4": "subtract b_pre before the encoder; keep the k largest pre-activations (not the largest absolute "
+    "values), ReLU them, zeros elsewhere; the loss is the mean over all N x D entries",
 }
 
 
