@@ -20,8 +20,8 @@ from . import env
 from .cifar_models import CNNConfig, ViTConfig, build_model, config_dict
 
 __all__ = [
-    "CHECKPOINT_DIR", "sha256_file", "save_checkpoint", "load_checkpoint", "shipped_checkpoints", "TrainingCurve",
-    "training_curves", "record_training_curve",
+    "CHECKPOINT_DIR", "sha256_file", "save_checkpoint", "write_manifest", "load_checkpoint", "shipped_checkpoints",
+    "TrainingCurve", "training_curves", "record_training_curve",
 ]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
@@ -156,8 +156,13 @@ def save_checkpoint(
     torch.save({"config": config_dict(model), "state_dict": state, "meta": dict(meta or {})}, path)
     manifest = _read_manifest(directory)
     manifest[name] = {"file": path.name, "sha256": sha256_file(path), **(meta or {})}
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_manifest(manifest, directory)
     return path
+
+
+def write_manifest(manifest: dict[str, Any], directory: str | Path = CHECKPOINT_DIR) -> None:
+    """Write ``manifest.json`` (name -> {"file", "sha256", ...}) into ``directory``, keys sorted."""
+    (Path(directory) / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def load_checkpoint(

@@ -74,6 +74,13 @@ HINTS: dict[str, str] = {
     "9.3": "weight |S|! (n - |S| - 1)! / n! for a coalition S WITHOUT i (the empty one included), times "
     "v(S + i) - v(S); every coalition's value comes from one call of value_fn",
     "9.4": "(n - 1) / (C(n, s) * s * (n - s)): one coalition's weight, with the binomial coefficient C(n, s)",
+    # 10 Inside the ViT
+    "10.1": "take token 0 (CLS) of every depth: stream[:, :, 0]; then the final LayerNorm model.norm, then model.head",
+    "10.2": "centre the part over its own D features, but divide by the std of the WHOLE final state (biased, + eps "
+    "under the root); multiply by model.norm.weight, then dot with model.head.weight[target]",
+    "10.3": "the cache comes from the SOURCE run; the patch goes into the TARGET run; pass tokens to inside.Patch",
+    "10.4": "subtract b_pre before the encoder; keep the k largest pre-activations (not the largest absolute "
+    "values), ReLU them, zeros elsewhere; the loss is the mean over all N x D entries",
 }
 
 

@@ -48,6 +48,7 @@ class _Spec:
     weights: str = ""  # torchvision weights enum member, e.g. "ResNet50_Weights.IMAGENET1K_V2"
     offline_kwargs: dict = field(default_factory=dict)  # builder kwargs that give the pretrained architecture
     description: str = ""
+    create_kwargs: dict = field(default_factory=dict)  # timm.create_model kwargs, with and without weights
 
 
 #: name -> how to build it. ``offline_kwargs`` make the random-weight model the same architecture as the pretrained
@@ -72,6 +73,16 @@ MODELS: dict[str, _Spec] = {
                                  description="DeiT-Tiny distilled: [CLS] + distillation token, 5.9 M params, 74.5 %"),
     "vit_b16": _Spec("vit", "timm", "vit_base_patch16_224",
                      description="ViT-B/16 (Dosovitskiy et al. 2021; AugReg2 IN-21k -> IN-1k), 86.6 M params, 85.1 %"),
+    # notebook 10: DINOv2 (self-supervised, no classifier head) without and with 4 register tokens (Darcet et al.
+    # 2024), at 224 px (timm resamples the position embeddings of the 518 px weights)
+    "dinov2_small": _Spec("vit", "timm", "vit_small_patch14_dinov2.lvd142m", create_kwargs={"img_size": 224},
+                          description="DINOv2 ViT-S/14 (Oquab et al. 2024), 22 M params, no registers, no head"),
+    "dinov2_small_reg": _Spec("vit", "timm", "vit_small_patch14_reg4_dinov2.lvd142m", create_kwargs={"img_size": 224},
+                              description="DINOv2 ViT-S/14 with 4 registers (Darcet et al. 2024), no head"),
+    "dinov2_base": _Spec("vit", "timm", "vit_base_patch14_dinov2.lvd142m", create_kwargs={"img_size": 224},
+                         description="DINOv2 ViT-B/14 (Oquab et al. 2024), 86 M params, no registers, no head"),
+    "dinov2_base_reg": _Spec("vit", "timm", "vit_base_patch14_reg4_dinov2.lvd142m", create_kwargs={"img_size": 224},
+                             description="DINOv2 ViT-B/14 with 4 registers (Darcet et al. 2024), no head"),
 }
 
 
@@ -192,13 +203,13 @@ def _timm(name: str, spec: _Spec, use_weights: bool) -> tuple[nn.Module, dict[st
 
     if use_weights:
         try:
-            model = timm.create_model(spec.builder, pretrained=True)
+            model = timm.create_model(spec.builder, pretrained=True, **spec.create_kwargs)
         except OSError as exc:  # huggingface_hub's LocalEntryNotFoundError, requests' ConnectionError, ...
             raise _download_error(name, exc) from exc
     else:
-        model = timm.create_model(spec.builder, pretrained=False)
+        model = timm.create_model(spec.builder, pretrained=False, **spec.create_kwargs)
     dc = resolve_data_config(model=model)
-    size = int(dc["input_size"][-1])
+    size = int(spec.create_kwargs.get("img_size", dc["input_size"][-1]))  # a model built for another size
     if dc.get("crop_mode", "center") != "center":
         raise NotImplementedError(f"timm crop_mode {dc['crop_mode']!r} is not supported")
     cfg = {"resize_size": math.floor(size / dc["crop_pct"]), "input_size": size, "interpolation": dc["interpolation"],

@@ -43,7 +43,10 @@ def _official_transform(name, loaded):
         return getattr(getattr(tvm, enum), member).transforms()
     from timm.data import create_transform, resolve_data_config
 
-    return create_transform(**resolve_data_config(model=loaded.model))
+    config = resolve_data_config(model=loaded.model)
+    if "img_size" in spec.create_kwargs:  # built for another size than its weights' config (DINOv2 at 224 px)
+        config["input_size"] = (3, spec.create_kwargs["img_size"], spec.create_kwargs["img_size"])
+    return create_transform(**config)
 
 
 EXPECTED = {  # name: (input size, family, prefix tokens, mean)
@@ -55,6 +58,10 @@ EXPECTED = {  # name: (input size, family, prefix tokens, mean)
     "deit_tiny": (224, "vit", 1, data.IMAGENET_MEAN),
     "deit_tiny_distilled": (224, "vit", 2, data.IMAGENET_MEAN),
     "vit_b16": (224, "vit", 1, (0.5, 0.5, 0.5)),
+    "dinov2_small": (224, "vit", 1, data.IMAGENET_MEAN),
+    "dinov2_small_reg": (224, "vit", 5, data.IMAGENET_MEAN),
+    "dinov2_base": (224, "vit", 1, data.IMAGENET_MEAN),
+    "dinov2_base_reg": (224, "vit", 5, data.IMAGENET_MEAN),
 }
 FORWARD = {"googlenet", "deit_tiny", "deit_tiny_distilled", "resnet50", "resnet18"}
 
@@ -82,7 +89,7 @@ def test_load_offline(name, offline, no_network, photo, capsys):
             out = loaded.model(models.to_batch(loaded, [photo, photo]))
         assert out.shape == (2, 1000) and torch.isfinite(out).all()
     if family == "vit":
-        assert loaded.grid_size == 14
+        assert loaded.grid_size == size // loaded.patch_size  # 14 (16 px patches), 16 (DINOv2's 14 px at 224)
         assert models.disable_fused_attention(loaded.model) == len(loaded.model.blocks)
 
 
