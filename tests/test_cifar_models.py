@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import checkpoints
+from helpers.attention import record_attention
 from helpers.checkpoints import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from helpers.cifar_models import (
     CNNConfig,
@@ -18,7 +19,6 @@ from helpers.cifar_models import (
     ViTConfig,
     build_model,
     config_dict,
-    record_attention,
 )
 
 TINY_VIT = dict(dim=32, depth=2, heads=4, mlp_ratio=2.0, stem_channels=(8, 16))

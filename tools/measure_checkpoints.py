@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ["XAI_OFFLINE"] = "1"  # the stand-in is there: never try to download CIFAR-10
 
     from helpers import attention, attribution, data, training
+    from helpers.attention import record_attention
     from helpers.checkpoints import load_checkpoint
-    from helpers.cifar_models import record_attention
 
     vit = load_checkpoint("vit_cifar10", args.checkpoints)
     cnn = load_checkpoint("cnn_cifar10", args.checkpoints)
