@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from tools import train_checkpoint
+import train_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ("--data", "--cache", "--threads", "--out", "--no-save")
@@ -43,7 +42,7 @@ def test_split_args_defaults_and_load_split(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.mark.parametrize("tool", ["train_checkpoint", "train_ensemble", "train_random_labels", "train_shapes"])
 def test_tool_help_lists_the_shared_options(tool: str, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    main = importlib.import_module(f"tools.{tool}").main
+    main = importlib.import_module(tool).main
     monkeypatch.setattr(sys, "argv", [f"{tool}.py", "--help"])
     with pytest.raises(SystemExit) as stop:
         main()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tarfile
 import time
 from dataclasses import replace
@@ -33,13 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from helpers.checkpoints import ARCHITECTURES, record_training_curve, save_checkpoint, sha256_file
+from helpers.cifar_models import CNNConfig, build_model
+from helpers.data import CIFAR10_CLASSES
+from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train, with_overrides
 
-from helpers.checkpoints import ARCHITECTURES, record_training_curve, save_checkpoint, sha256_file  # noqa: E402
-from helpers.cifar_models import CNNConfig, build_model  # noqa: E402
-from helpers.data import CIFAR10_CLASSES  # noqa: E402
-from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train, with_overrides  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 DEFAULT_CACHE = Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt"
