@@ -324,7 +324,8 @@ def build_model(config: ViTConfig | CNNConfig | dict) -> nn.Module:
     raise TypeError(f"expected a ViTConfig, CNNConfig or dict, got {type(config).__name__}")
 
 
-def config_dict(model: nn.Module) -> dict:
-    """The config of a course model as a plain dict (safe for ``torch.load(weights_only=True)``)."""
-    cfg = asdict(model.config)  # type: ignore[arg-type]
+def config_dict(model: nn.Module | ViTConfig | CNNConfig) -> dict:
+    """The config of a course model (or the config itself) as a plain dict (safe for
+    ``torch.load(weights_only=True)``): tuples become lists, ``kind`` says which model."""
+    cfg = asdict(model.config if isinstance(model, nn.Module) else model)  # type: ignore[arg-type]
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}

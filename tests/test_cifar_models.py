@@ -339,3 +339,13 @@ def test_model_card_quotes_the_manifest():
         assert rows["parameters"][column] == f"{entry['parameters']:,}", name
         trained = rows["trained for"][column]
         assert trained.startswith(f"{round(entry['epochs'], 1):g} epochs, {entry['train_minutes']:.1f} min"), trained
+
+
+def test_load_checkpoint_builds_the_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The expected config comes from the architecture's config, not from a second model built to read it."""
+    built = []
+    original = checkpoints.build_model
+    monkeypatch.setattr(checkpoints, "build_model", lambda config: built.append(config) or original(config))
+    model = load_checkpoint("cnn_cifar10")
+    assert len(built) == 1 and isinstance(model, CourseCNN)
+    assert config_dict(checkpoints.ARCHITECTURES["cnn_cifar10"]) == config_dict(model)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -67,3 +69,6 @@ def test_train_checkpoint_records_its_curve(tmp_path: Path, monkeypatch: pytest.
     assert curve.epochs == (1.0, 2.0) and curve.train_images == 256 and len(curve.val_accuracy) == 2
     assert curve.label.startswith("cnn_cifar10: 2")
     assert (tmp_path / "cnn_cifar10.pt").exists() and (tmp_path / "manifest.json").exists()
+    command = json.loads((tmp_path / "manifest.json").read_text())["cnn_cifar10"]["command"]
+    assert command == "python tools/train_checkpoint.py " + shlex.join(sys.argv[1:])  # the command as it was run
+    assert "--widths 4 4 4 4 --amp off --threads 1" in command
