@@ -36,10 +36,15 @@ AGGREGATIONS = ("max_abs", "sum", "abs_sum", "l2")
 
 
 def aggregate_channels(attr: torch.Tensor, how: str = "max_abs") -> torch.Tensor:
-    """Reduce the colour channels of an attribution: ``(B, C, H, W) -> (B, H, W)`` (or ``(C, H, W) -> (H, W)``).
+    """Reduce the colour channels of an attribution.
 
-    ``"max_abs"``: ``max_c |a_c|`` (Simonyan et al.; unsigned); ``"sum"``: ``sum_c a_c`` (signed; for IG keeps
-    completeness: the map sums to the same total); ``"abs_sum"``: ``sum_c |a_c|``; ``"l2"``: ``||a||_2`` over c.
+    Args:
+        attr: an attribution (B, C, H, W) or (C, H, W).
+        how: ``"max_abs"``: ``max_c |a_c|`` (Simonyan et al.; unsigned); ``"sum"``: ``sum_c a_c`` (signed; for IG
+            keeps completeness: the map sums to the same total); ``"abs_sum"``: ``sum_c |a_c|``; ``"l2"``:
+            ``||a||_2`` over c.
+    Returns:
+        The map, (B, H, W) or (H, W), detached.
     """
     if not isinstance(attr, torch.Tensor) or attr.ndim not in (3, 4):
         raise ValueError("attr must be a tensor of shape (B, C, H, W) or (C, H, W)")
@@ -57,8 +62,15 @@ def aggregate_channels(attr: torch.Tensor, how: str = "max_abs") -> torch.Tensor
 
 
 def clip_percentile(m: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
-    """Clip each map at the ``percentile``-th percentile of its absolute values (per image): ``(B, H, W)`` or
-    ``(H, W)`` -> same shape, values in ``[-v, v]``. A few extreme pixels otherwise squash the rest to zero."""
+    """Clip each map at the ``percentile``-th percentile ``v`` of its absolute values (per image): a few extreme
+    pixels otherwise squash the rest to zero.
+
+    Args:
+        m: maps (B, H, W) or one map (H, W).
+        percentile: in (0, 100].
+    Returns:
+        The same shape, values in ``[-v, v]``.
+    """
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
     m = m.detach()
@@ -70,8 +82,15 @@ def clip_percentile(m: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
 
 def normalize_attribution(m: torch.Tensor, signed: bool = False, percentile: float = 99.0) -> torch.Tensor:
     """Scale a map for display, per image: clip at the ``percentile`` of ``|m|`` and divide by it.
-    ``signed=True`` keeps the sign (range ``[-1, 1]``, show with a diverging colormap centred on 0);
-    ``signed=False`` shows the magnitude (range ``[0, 1]``). ``(B, H, W)`` or ``(H, W)`` -> same shape."""
+
+    Args:
+        m: maps (B, H, W) or one map (H, W).
+        signed: keep the sign (range ``[-1, 1]``, show with a diverging colormap centred on 0); ``False`` shows
+            the magnitude (range ``[0, 1]``).
+        percentile: the clipping percentile, in (0, 100].
+    Returns:
+        The same shape, in ``[-1, 1]`` or ``[0, 1]``.
+    """
     if not signed:
         m = m.abs()
     clipped = clip_percentile(m, percentile)
@@ -106,11 +125,17 @@ def _mass(maps: torch.Tensor, what: str) -> torch.Tensor:
 
 
 def concentration(maps: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
-    """Share of a map's mass ``|m|`` that lies in its top ``fraction`` of the pixels, ``(B, H, W) -> (B,)``.
+    """Share of a map's mass ``|m|`` that lies in its top ``fraction`` of the pixels.
 
     A uniform map gives ``fraction`` (0.1 by default), a map with all its mass in fewer than ``fraction * H * W``
     pixels gives 1; an all-zero map gives ``fraction`` (no pixel stands out). Unlike a min-max normalised heatmap it
     does not make a nearly flat map look peaked: a map ``1 + 0.01 * noise`` scores about 0.1.
+
+    Args:
+        maps: (B, H, W) (one map: ``map[None]``).
+        fraction: in (0, 1].
+    Returns:
+        (B,) float32 in [fraction, 1].
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -122,8 +147,13 @@ def concentration(maps: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
 
 
 def map_entropy(maps: torch.Tensor) -> torch.Tensor:
-    """Normalised entropy of ``|m| / sum |m|`` as a distribution over pixels, ``(B, H, W) -> (B,)`` in [0, 1]:
-    1 for a uniform (or all-zero) map, 0 for a map with one non-zero pixel."""
+    """Normalised entropy of ``|m| / sum |m|`` as a distribution over pixels.
+
+    Args:
+        maps: (B, H, W) with at least 2 pixels.
+    Returns:
+        (B,) float32 in [0, 1]: 1 for a uniform (or all-zero) map, 0 for a map with one non-zero pixel.
+    """
     m = _mass(maps, "maps")
     n = m.shape[1]
     if n < 2:
