@@ -13,11 +13,12 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: lab test course check release site colab-standin gpu-check sim-check browser-deps browser-test lint venv dev-venv clean-venv
 
-$(VENV)/.course: requirements.txt
+$(VENV)/.course: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS) || $(PY) -m pip install -q torch torchvision
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .  # helpers importable from tools/, tests/ and any folder
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.course requirements-dev.txt
@@ -43,9 +44,18 @@ course: $(VENV)/.dev  ## regenerate student notebooks, setup cells, badges, assi
 check:  ## fail when anything generated from solutions/ is stale or a notebook is malformed
 	$(PY) tools/course.py check
 
-release: $(VENV)/.dev  ## write the student-only copy of the course into DIR (then push DIR to helpers/course.py's slug)
+# tools/release.py needs the standard library, nbformat and the helpers package (convention.py, course.py): a light
+# environment of its own, not the development one (torch and the rest are never imported by it).
+RELEASE_VENV := .venv-release
+$(RELEASE_VENV)/.release: pyproject.toml
+	$(PYTHON) -m venv $(RELEASE_VENV)
+	$(RELEASE_VENV)/bin/python -m pip install -q nbformat
+	$(RELEASE_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+release: $(RELEASE_VENV)/.release  ## write the student-only copy of the course into DIR (then push DIR to helpers/course.py's slug)
 	@test -n "$(DIR)" || { echo "usage: make release DIR=path/to/clone-of-the-student-repository" >&2; exit 2; }
-	$(PY) tools/release.py "$(DIR)"
+	$(RELEASE_VENV)/bin/python tools/release.py "$(DIR)"
 
 $(SITE_VENV)/.site: requirements-site.txt
 	$(PYTHON) -m venv $(SITE_VENV)
@@ -80,4 +90,4 @@ lint:
 	$(VENV)/bin/ruff check .
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(RELEASE_VENV)

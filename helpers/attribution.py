@@ -17,12 +17,14 @@ Methods (each tested against captum in ``tests/test_attribution.py``):
   random baselines; :func:`completeness_error` / :func:`ig_completeness_error` measure the completeness axiom;
 * :func:`guided_backprop` and :func:`deconvnet` via the context manager :func:`modified_relu_backward`
   (Springenberg et al., 2015; Zeiler & Fergus, 2014);
-* visualisation: :func:`aggregate_channels`, :func:`clip_percentile`, :func:`normalize_attribution`,
-  :func:`show_attribution`.
+* from an attribution to a displayable map: :func:`aggregate_channels`, :func:`clip_percentile`,
+  :func:`normalize_attribution` (defined in :mod:`helpers.maps`, re-exported here); the figure of one map is
+  :func:`helpers.plotting.show_attribution`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .hooks import forward_hook, relu_not_inplace
+from .maps import AGGREGATIONS, aggregate_channels, clip_percentile, normalize_attribution
 from .validation import check_images
 
 __all__ = [
@@ -57,10 +61,10 @@ __all__ = [
     "modified_relu_backward",
     "guided_backprop",
     "deconvnet",
+    "AGGREGATIONS",
     "aggregate_channels",
     "clip_percentile",
     "normalize_attribution",
-    "show_attribution",
 ]
 
 Target = int | Sequence[int] | torch.Tensor
@@ -75,10 +79,6 @@ SMOOTHGRAD_VARIANTS = ("mean", "squared", "vargrad")
 # ------------------------------------------------------------------------------------------------------------------
 # Input validation and the gradient primitive
 # ------------------------------------------------------------------------------------------------------------------
-
-
-def _check_input(x: torch.Tensor, name: str = "x") -> None:
-    check_images(x, name)
 
 
 def class_indices(target: Target, batch: int, num_classes: int | None = None,
@@ -117,7 +117,7 @@ def forward_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def target_logits(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
     """The target class's logit for every image: ``(B, C, H, W) -> (B,)``."""
-    _check_input(x)
+    check_images(x)
     out = forward_logits(model, x)
     t = class_indices(target, x.shape[0], out.shape[1], out.device)
     return out.gather(1, t[:, None]).squeeze(1)
@@ -130,7 +130,7 @@ def input_gradients(model: nn.Module, x: torch.Tensor, target: Target) -> torch.
     summed target logits gives every image its own gradient in one backward pass. Parameter ``.grad`` fields are
     not touched.
     """
-    _check_input(x)
+    check_images(x)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         logits = target_logits(model, xg, target)
@@ -161,7 +161,7 @@ def smoothgrad_noise(x: torch.Tensor, n_samples: int, seed: int = 0) -> torch.Te
     ``seed``. The draws are made as captum makes them (float32, image-major: ``B * n_samples`` copies), so
     ``torch.manual_seed(seed)`` before ``captum.attr.NoiseTunnel(...).attribute(x, stdevs=sigma, ...)`` sees the
     same noise."""
-    _check_input(x)
+    check_images(x)
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     gen = torch.Generator(device=x.device).manual_seed(int(seed))
@@ -192,7 +192,7 @@ def smoothgrad(
     ``(B, C, H, W) -> (B, C, H, W)``; equals ``captum.attr.NoiseTunnel(Saliency(model)).attribute(x, nt_type=...,
     nt_samples=n_samples, stdevs=sigma, target=target, abs=False)`` with the same noise (see the tests).
     """
-    _check_input(x)
+    check_images(x)
     if variant not in SMOOTHGRAD_VARIANTS:
         raise ValueError(f"unknown SmoothGrad variant {variant!r}; choose one of {SMOOTHGRAD_VARIANTS}")
     if noise_level < 0:
@@ -290,7 +290,7 @@ def integrated_gradients(
     of ``steps * B`` path points). ``(B, C, H, W) -> (B, C, H, W)``; equals ``captum.attr.IntegratedGradients(model)
     .attribute(x, baseline, target, n_steps=steps, method=method)`` for the captum method names.
     """
-    _check_input(x)
+    check_images(x)
     x = x.detach()
     base = _broadcast_baseline(baseline, x)
     alphas, weights = ig_weights(steps, method)
@@ -328,13 +328,13 @@ def black_baseline(x: torch.Tensor, mean: Sequence[float] | None = None,
                    std: Sequence[float] | None = None) -> torch.Tensor:
     """The black image (pixel value 0) in the model's input space: ``(0 - mean) / std`` per channel, NOT the zero
     tensor when the model takes normalised inputs. ``(B, C, H, W) -> (B, C, H, W)``."""
-    _check_input(x)
+    check_images(x)
     return _pixel_to_input(torch.zeros_like(x), mean, std)
 
 
 def zero_baseline(x: torch.Tensor) -> torch.Tensor:
     """The zero tensor in the model's input space (for a normalised input: the dataset's mean colour, a grey)."""
-    _check_input(x)
+    check_images(x)
     return torch.zeros_like(x)
 
 
@@ -342,7 +342,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float, kernel_size: int | None = None)
     """Separable Gaussian blur with reflect padding, per channel. ``kernel_size`` defaults to ``2 * ceil(3 sigma) +
     1`` (capped so the padding fits the image). ``(B, C, H, W) -> (B, C, H, W)``; equals torchvision's
     ``gaussian_blur(x, kernel_size, sigma)``."""
-    _check_input(x)
+    check_images(x)
     if sigma <= 0:
         return x.clone()
     if kernel_size is None:
@@ -366,7 +366,7 @@ def blurred_baseline(x: torch.Tensor, sigma: float | None = None) -> torch.Tenso
     """A heavily blurred copy of the image (Sturmfels et al., 2020): keeps the colours, removes edges and texture.
     ``sigma`` in pixels (default: a tenth of the image size). Blurring commutes with the per-channel normalisation,
     so blur the normalised input directly. ``(B, C, H, W) -> (B, C, H, W)``."""
-    _check_input(x)
+    check_images(x)
     if sigma is None:
         sigma = max(x.shape[-2:]) / 10
     return gaussian_blur(x.detach(), sigma)
@@ -377,7 +377,7 @@ def uniform_baseline(x: torch.Tensor, mean: Sequence[float] | None = None, std: 
     """Uniform noise images: every pixel ~ U[0, 1] in pixel space, then normalised with ``mean``/``std``.
     Pass ``generator`` to continue a stream (as :func:`expected_ig` does), else one is seeded with ``seed``.
     ``(B, C, H, W) -> (B, C, H, W)``."""
-    _check_input(x)
+    check_images(x)
     if generator is None:
         generator = torch.Generator(device=x.device)
         if seed is not None:
@@ -411,7 +411,7 @@ def expected_ig(
     Returns the mean attribution ``(B, C, H, W)``, plus the baselines ``(n_baselines, B, C, H, W)`` when
     ``return_baselines``. Completeness holds on average: ``sum(attr) = f(x) - mean_k f(x'_k)``.
     """
-    _check_input(x)
+    check_images(x)
     if n_baselines < 1:
         raise ValueError(f"n_baselines must be >= 1, got {n_baselines}")
     gen = torch.Generator(device=x.device).manual_seed(int(seed))
@@ -432,7 +432,7 @@ def completeness_error(model: nn.Module, x: torch.Tensor, target: Target, baseli
                        attr: torch.Tensor) -> torch.Tensor:
     """Relative violation of completeness for given attributions, per image:
     ``|sum_i attr_i - (f(x) - f(x'))| / |f(x) - f(x')|`` with ``f`` the target logit. ``(B,)``."""
-    _check_input(x)
+    check_images(x)
     if attr.shape != x.shape:
         raise ValueError(f"attr must have the input's shape {tuple(x.shape)}, got {tuple(attr.shape)}")
     base = _broadcast_baseline(baseline, x.detach())
@@ -502,19 +502,10 @@ def modified_relu_backward(model: nn.Module, mode: str = "guided") -> Iterator[n
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
         return _ModifiedReLU.apply(inputs[0], mode)
 
-    handles = []
-    inplace: dict[nn.Module, bool] = {}
-    try:
+    with relu_not_inplace(model), contextlib.ExitStack() as hooks:
         for m in relus:
-            inplace[m] = m.inplace
-            m.inplace = False
-            handles.append(m.register_forward_hook(hook))
+            hooks.enter_context(forward_hook(m, hook))
         yield model
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in inplace.items():
-            m.inplace = flag
 
 
 def guided_backprop(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
@@ -529,112 +520,3 @@ def deconvnet(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor
     masked by the forward input. ``(B, C, H, W) -> (B, C, H, W)``; equals captum's ``Deconvolution``."""
     with modified_relu_backward(model, "deconvnet"):
         return input_gradients(model, x, target)
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Visualisation
-# ------------------------------------------------------------------------------------------------------------------
-
-AGGREGATIONS = ("max_abs", "sum", "abs_sum", "l2")
-
-
-def aggregate_channels(attr: torch.Tensor, how: str = "max_abs") -> torch.Tensor:
-    """Reduce the colour channels of an attribution: ``(B, C, H, W) -> (B, H, W)`` (or ``(C, H, W) -> (H, W)``).
-
-    ``"max_abs"``: ``max_c |a_c|`` (Simonyan et al.; unsigned); ``"sum"``: ``sum_c a_c`` (signed; for IG keeps
-    completeness: the map sums to the same total); ``"abs_sum"``: ``sum_c |a_c|``; ``"l2"``: ``||a||_2`` over c.
-    """
-    if not isinstance(attr, torch.Tensor) or attr.ndim not in (3, 4):
-        raise ValueError("attr must be a tensor of shape (B, C, H, W) or (C, H, W)")
-    attr = attr.detach()
-    dim = attr.ndim - 3
-    if how == "max_abs":
-        return attr.abs().amax(dim)
-    if how == "sum":
-        return attr.sum(dim)
-    if how == "abs_sum":
-        return attr.abs().sum(dim)
-    if how == "l2":
-        return attr.pow(2).sum(dim).sqrt()
-    raise ValueError(f"unknown channel aggregation {how!r}; choose one of {AGGREGATIONS}")
-
-
-def clip_percentile(m: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
-    """Clip each map at the ``percentile``-th percentile of its absolute values (per image): ``(B, H, W)`` or
-    ``(H, W)`` -> same shape, values in ``[-v, v]``. A few extreme pixels otherwise squash the rest to zero."""
-    if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-    m = m.detach()
-    flat = m.reshape(m.shape[0], -1) if m.ndim == 3 else m.reshape(1, -1)
-    v = torch.quantile(flat.abs().float(), percentile / 100, dim=1).to(m)
-    v = v.view(-1, *([1] * (m.ndim - 1))) if m.ndim == 3 else v.reshape(())
-    return torch.maximum(torch.minimum(m, v), -v)
-
-
-def normalize_attribution(m: torch.Tensor, signed: bool = False, percentile: float = 99.0) -> torch.Tensor:
-    """Scale a map for display, per image: clip at the ``percentile`` of ``|m|`` and divide by it.
-    ``signed=True`` keeps the sign (range ``[-1, 1]``, show with a diverging colormap centred on 0);
-    ``signed=False`` shows the magnitude (range ``[0, 1]``). ``(B, H, W)`` or ``(H, W)`` -> same shape."""
-    if not signed:
-        m = m.abs()
-    clipped = clip_percentile(m, percentile)
-    flat = clipped.reshape(clipped.shape[0], -1) if clipped.ndim == 3 else clipped.reshape(1, -1)
-    scale = flat.abs().amax(1).clamp_min(1e-12)
-    scale = scale.view(-1, *([1] * (clipped.ndim - 1))) if clipped.ndim == 3 else scale.reshape(())
-    return clipped / scale
-
-
-def show_attribution(
-    attr: torch.Tensor,
-    image: torch.Tensor | np.ndarray | None = None,
-    ax=None,
-    signed: bool = False,
-    how: str = "max_abs",
-    percentile: float = 99.0,
-    overlay: bool = False,
-    title: str | None = None,
-    alpha: float = 0.5,
-):
-    """Show one attribution map ``(C, H, W)`` (or an already aggregated ``(H, W)``) on ``ax`` and return the figure.
-
-    Channels are aggregated with ``how``, then :func:`normalize_attribution` (``signed``, ``percentile``): signed
-    maps use the diverging :data:`helpers.plotting.SIGNED_CMAP` in ``[-1, 1]`` (red: positive evidence), absolute
-    maps the perceptually uniform :data:`helpers.plotting.UNSIGNED_CMAP` in ``[0, 1]``, so every panel drawn by it
-    is on the same scale (value / its ``percentile``-th percentile of |value|) and one
-    ``helpers.plotting.shared_colorbar`` describes them all. ``overlay=True`` blends the map over ``image``
-    (``(3, H, W)`` or ``(H, W, 3)`` in [0, 1]) with ``helpers.plotting.overlay_heatmap``.
-    """
-    import matplotlib.pyplot as plt
-
-    from .plotting import SIGNED_CMAP, UNSIGNED_CMAP
-
-    a = attr.detach().cpu()
-    m = aggregate_channels(a, how) if a.ndim == 3 else a
-    if m.ndim != 2:
-        raise ValueError(f"show_attribution expects one map (C, H, W) or (H, W), got {tuple(attr.shape)}")
-    m = normalize_attribution(m, signed=signed, percentile=percentile).numpy()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(3, 3))
-    fig = ax.figure
-    img = None
-    if image is not None:
-        img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-        if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
-            img = img.transpose(1, 2, 0)
-        img = np.clip(img, 0, 1)
-    if overlay:
-        if img is None:
-            raise ValueError("overlay=True needs the image")
-        from .plotting import overlay_heatmap
-
-        overlay_heatmap(img, m, ax=ax, alpha=alpha, cmap=SIGNED_CMAP if signed else UNSIGNED_CMAP, signed=signed,
-                        limits=(-1.0, 1.0) if signed else (0.0, 1.0))
-    elif signed:
-        ax.imshow(m, cmap=SIGNED_CMAP, vmin=-1, vmax=1)
-    else:
-        ax.imshow(m, cmap=UNSIGNED_CMAP, vmin=0, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
-    return fig

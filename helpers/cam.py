@@ -5,7 +5,8 @@ Conventions: images ``x`` are float tensors (B, 3, H, W), normalised as the mode
 :func:`normalize_map` rescales each map to [0, 1] (the min-max normalisation pytorch-grad-cam uses).
 
 * :func:`capture` -- a context manager that hooks one layer and records its activations (B, C, h, w) and, after a
-  backward pass, their gradients; the hooks are removed on exit, also after an exception.
+  backward pass, their gradients; the hooks are removed on exit, also after an exception. It lives in
+  :mod:`helpers.hooks` with :func:`resolve_layer` and :func:`count_hooks` (all three re-exported here).
 * :func:`cam` -- CAM (Zhou et al. 2016) for networks that end in global average pooling + one linear layer:
   ``CAM_c = sum_k w_ck A_k``.
 * :func:`grad_cam` -- Grad-CAM (Selvaraju et al. 2017): ``alpha_k = mean_ij dy_c/dA_k(ij)``,
@@ -27,7 +28,7 @@ import contextlib
 import functools
 import io
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attribution import class_indices
+from . import checks
+from .attribution import class_indices, guided_backprop
+from .data import resize_center_crop
+from .hooks import ActivationsAndGradients, capture, count_hooks, resolve_layer
 from .validation import check_images
 
 __all__ = [
@@ -62,98 +66,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Recording a layer
-# ----------------------------------------------------------------------------------------------------------------
-
-
-class ActivationsAndGradients:
-    """What :func:`capture` recorded for one layer during the last forward (and backward) pass.
-
-    Attributes:
-        output: the layer's raw output, still attached to the autograd graph (take gradients w.r.t. it).
-        activations: the output, detached and passed through ``reshape`` if given: (B, C, h, w).
-        gradients: d(score)/d(output), reshaped the same way, (B, C, h, w); ``None`` until a backward pass
-            (``score.backward()`` or ``torch.autograd.grad(score, rec.output)``) reached the layer.
-        calls: how many times the layer ran while the context was open (a layer used twice in one forward pass,
-            like torchvision ResNet's shared ``relu``, is not a valid target).
-    """
-
-    def __init__(self, reshape: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        self.reshape = reshape
-        self.output: torch.Tensor | None = None
-        self.activations: torch.Tensor | None = None
-        self.gradients: torch.Tensor | None = None
-        self.calls = 0
-        self._tensor_hooks: list[Any] = []
-
-    def _transform(self, t: torch.Tensor) -> torch.Tensor:
-        return self.reshape(t) if self.reshape is not None else t
-
-    def forward_hook(self, module: nn.Module, inputs: Any, output: Any) -> torch.Tensor:
-        if not isinstance(output, torch.Tensor):
-            raise TypeError(f"the target layer {type(module).__name__} returns {type(output).__name__}, not a tensor; "
-                            "pick a layer whose output is one tensor")
-        self.calls += 1
-        self.output = output
-        self.gradients = None
-        self.activations = self._transform(output.detach())
-        if output.requires_grad:
-            self._tensor_hooks.append(output.register_hook(self.gradient_hook))
-        # The rest of the network gets a copy: an in-place operation after the layer (e.g. ReLU(inplace=True))
-        # then cannot overwrite the recorded activations or detach the gradient hook. Same values, same gradients.
-        return output.clone()
-
-    def gradient_hook(self, grad: torch.Tensor) -> None:
-        """The backward hook: runs when the gradient w.r.t. the layer's output has been computed."""
-        self.gradients = self._transform(grad.detach()).clone()
-
-    def release(self) -> None:
-        for h in self._tensor_hooks:
-            h.remove()
-        self._tensor_hooks.clear()
-
-
-def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
-    """``layer`` as a module of ``model``: a module (checked to be inside ``model``) or a dotted name such as
-    ``"layer4"`` or ``"features.29"`` (``model.get_submodule``)."""
-    if isinstance(layer, str):
-        try:
-            return model.get_submodule(layer)
-        except AttributeError as exc:
-            raise ValueError(f"{type(model).__name__} has no submodule {layer!r}") from exc
-    if not isinstance(layer, nn.Module):
-        raise TypeError(f"layer must be an nn.Module or a submodule name, got {type(layer).__name__}")
-    if not any(m is layer for m in model.modules()):
-        raise ValueError(f"the layer {type(layer).__name__} is not a submodule of {type(model).__name__}")
-    return layer
-
-
-@contextlib.contextmanager
-def capture(
-    model: nn.Module, layer: nn.Module | str, reshape: Callable[[torch.Tensor], torch.Tensor] | None = None
-) -> Iterator[ActivationsAndGradients]:
-    """Record ``layer``'s output and its gradient while the context is open.
-
-    >>> with capture(model, model.layer4) as rec:
-    ...     score = model(x)[:, target].sum()
-    ...     score.backward()
-    >>> rec.activations.shape, rec.gradients.shape  # (B, C, h, w) twice
-
-    A forward hook stores the activations and registers a gradient (backward) hook on the output tensor. Every
-    hook is removed when the context exits, also after an exception. ``reshape`` maps the raw output to
-    (B, C, h, w), e.g. :func:`reshape_for` a ViT.
-    """
-    module = resolve_layer(model, layer)
-    rec = ActivationsAndGradients(reshape)
-    handle = module.register_forward_hook(rec.forward_hook)
-    try:
-        yield rec
-    finally:
-        handle.remove()
-        rec.release()
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # CAM and Grad-CAM
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -167,10 +79,6 @@ def _targets(target: Any, batch: int, logits: torch.Tensor | None = None) -> tor
     if logits is None:
         return class_indices(target, batch)
     return class_indices(target, batch, logits.shape[1], logits.device)
-
-
-def _check_images(x: Any) -> None:
-    check_images(x, "images")
 
 
 def cam(features: torch.Tensor, fc_weight: torch.Tensor, target: Any) -> torch.Tensor:
@@ -219,7 +127,7 @@ def grad_cam(
     Returns:
         (B, h, w) maps at the layer's resolution (use :func:`upsample` and :func:`normalize_map` to display).
     """
-    _check_images(x)
+    check_images(x)
     inp = x.detach().requires_grad_(True)  # so the graph reaches the layer even when the weights are frozen
     with torch.enable_grad(), capture(model, layer, reshape) as rec:
         logits = model(inp)
@@ -291,8 +199,6 @@ def guided_grad_cam(
     The product keeps the fine detail of guided backprop only where Grad-CAM says the class evidence is.
     Returns (B, C, H, W). (captum's ``GuidedGradCam`` is the same with ``mode="nearest"``.)
     """
-    from .attribution import guided_backprop
-
     gb = guided_backprop(model, x, target if target is not None else _predicted(model, x))
     target = target if target is not None else _predicted(model, x)
     g = upsample(grad_cam(model, x, target, layer, reshape=reshape), tuple(x.shape[-2:]), mode=mode)
@@ -380,8 +286,6 @@ def object_mask(name: str, size: int | None = None) -> torch.Tensor:
             raise ValueError(f"unknown shape kind {kind!r}")
     mask = mask.reshape(h, w)
     if size is not None:
-        from .data import resize_center_crop
-
         img = np.repeat(mask[:, :, None].astype(np.uint8) * 255, 3, axis=2)
         mask = resize_center_crop(img, size)[..., 0] >= 128
     return torch.from_numpy(np.ascontiguousarray(mask))
@@ -457,7 +361,7 @@ def library_cam(
     key = method.lower()
     if key not in LIBRARY_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(LIBRARY_METHODS)}")
-    _check_images(x)
+    check_images(x)
     module = resolve_layer(model, layer)
     cls = getattr(pytorch_grad_cam, LIBRARY_METHODS[key])
     t = _targets(target if target is not None else _predicted(model, x), x.shape[0])
@@ -478,12 +382,6 @@ def library_cam(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def count_hooks(model: nn.Module) -> int:
-    """Forward, forward-pre and backward hooks registered on any module of ``model``."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
-
-
 def check_grad_cam(name: str, student_fn: Callable[..., torch.Tensor], model: nn.Module, x: torch.Tensor,
                    target: Any, layer: nn.Module, counterfactual: bool = False, atol: float = 1e-5,
                    strict: bool | None = None):
@@ -495,8 +393,6 @@ def check_grad_cam(name: str, student_fn: Callable[..., torch.Tensor], model: nn
     and a linear layer): there CAM, HiResCAM or ``ReLU(sum_k dy/dA_k * A_k)`` give the same normalised map as
     Grad-CAM and would pass. Returns the :class:`helpers.checks.CheckResult`.
     """
-    from . import checks
-
     model.eval()
     before = count_hooks(model)
     expected = normalize_map(grad_cam(model, x, target, layer, counterfactual=counterfactual)).cpu()

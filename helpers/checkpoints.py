@@ -205,7 +205,7 @@ def load_checkpoint(
     if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt):
         raise CheckpointError(f"{path} is not a course checkpoint (expected keys 'config' and 'state_dict')")
     if expected_config is None and name in ARCHITECTURES:
-        expected_config = config_dict(build_model(ARCHITECTURES[name]))
+        expected_config = config_dict(ARCHITECTURES[name])  # the config alone: the model is built once, below
     if expected_config is not None and dict(ckpt["config"]) != dict(expected_config):
         raise CheckpointError(f"checkpoint {name!r} was saved for another architecture: {ckpt['config']} "
                               f"differs from the expected {expected_config}")

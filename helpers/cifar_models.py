@@ -7,8 +7,8 @@ return logits of shape (B, 10).
   transformer blocks. The tokenizer is the classic linear patch embedding (a strided convolution), a small
   convolutional stem that still produces one token per 4x4 image patch (the shipped ViT), or a small ResNet stem
   (a "hybrid" ViT, for the training benchmark; its tokens see larger, overlapping windows). Each attention module
-  can record its attention probabilities and q/k/v (:func:`helpers.attention.record`, also importable from here
-  as ``record_attention``), which notebook 02 visualises.
+  can record its attention probabilities and q/k/v (:func:`helpers.attention.record`, also named
+  ``helpers.attention.record_attention``), which notebook 02 visualises.
 * :class:`CourseCNN` -- a ResNet-style network whose last convolutional features (B, 256, 8, 8) are globally
   average pooled before one linear layer, the architecture CAM needs.
 """
@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import AttentionRecording
-from .attention import record as record_attention
 from .validation import check_images
 
 __all__ = [
@@ -32,8 +30,6 @@ __all__ = [
     "CNNConfig",
     "CourseViT",
     "CourseCNN",
-    "AttentionRecording",
-    "record_attention",
     "build_model",
 ]
 
@@ -233,7 +229,7 @@ class CourseViT(nn.Module):
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Embed an image batch: (B, 3, H, W) -> (B, 1 + N, dim), CLS first, positions added."""
-        _check_images(x, self.config.in_chans)
+        check_images(x, channels=self.config.in_chans)
         t = self.patch_embed(x)
         cls = self.cls_token.expand(t.shape[0], -1, -1)
         return torch.cat([cls, t], dim=1) + self.pos_embed
@@ -304,12 +300,8 @@ class CourseCNN(nn.Module):
         self.fc = nn.Linear(w3, cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_images(x, self.config.in_chans)
+        check_images(x, channels=self.config.in_chans)
         return self.fc(self.pool(self.features(x)).flatten(1))
-
-
-def _check_images(x: torch.Tensor, channels: int) -> None:
-    check_images(x, "images", channels=channels)
 
 
 def build_model(config: ViTConfig | CNNConfig | dict) -> nn.Module:
@@ -332,7 +324,8 @@ def build_model(config: ViTConfig | CNNConfig | dict) -> nn.Module:
     raise TypeError(f"expected a ViTConfig, CNNConfig or dict, got {type(config).__name__}")
 
 
-def config_dict(model: nn.Module) -> dict:
-    """The config of a course model as a plain dict (safe for ``torch.load(weights_only=True)``)."""
-    cfg = asdict(model.config)  # type: ignore[arg-type]
+def config_dict(model: nn.Module | ViTConfig | CNNConfig) -> dict:
+    """The config of a course model (or the config itself) as a plain dict (safe for
+    ``torch.load(weights_only=True)``): tuples become lists, ``kind`` says which model."""
+    cfg = asdict(model.config if isinstance(model, nn.Module) else model)  # type: ignore[arg-type]
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}

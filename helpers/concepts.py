@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cam import capture
+from .hooks import capture
 
 __all__ = [
     "CONCEPTS",
@@ -217,15 +217,6 @@ def _normalised(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def _module(model: nn.Module, layer: nn.Module | str) -> nn.Module:
-    if isinstance(layer, nn.Module):
-        return layer
-    try:
-        return model.get_submodule(layer)
-    except AttributeError as exc:
-        raise ValueError(f"the model has no layer {layer!r}") from exc
-
-
 @torch.no_grad()
 def layer_activations(model: nn.Module, layer: nn.Module | str, images: torch.Tensor,
                       batch_size: int = 250) -> torch.Tensor:
@@ -233,10 +224,9 @@ def layer_activations(model: nn.Module, layer: nn.Module | str, images: torch.Te
     uint8 or normalised images (N, 3, H, W) -> float32 (N, D) on the CPU (a CNN block: D = C * h * w; a ViT
     block: D = tokens * dim). The model is put in eval mode."""
     model.eval()
-    module = _module(model, layer)
     device = next(model.parameters()).device
     out = []
-    with capture(model, module) as rec:  # the course's hook context manager (helpers.cam)
+    with capture(model, layer) as rec:  # the course's hook context manager (helpers.hooks)
         for i in range(0, len(images), batch_size):
             model(_normalised(images[i:i + batch_size]).to(device))
             out.append(rec.activations.flatten(1).float().cpu())
@@ -319,10 +309,9 @@ def layer_gradients(model: nn.Module, layer: nn.Module | str, images: torch.Tens
     """``grad_h f_c(x)``: the gradient of the class-``target`` logit with respect to the activations ``h`` of
     ``layer``, flattened per image. Images (N, 3, H, W) -> float32 (N, D) on the CPU."""
     model.eval()
-    module = _module(model, layer)
     device = next(model.parameters()).device
     out = []
-    with capture(model, module) as rec:
+    with capture(model, layer) as rec:
         for i in range(0, len(images), batch_size):
             model.zero_grad(set_to_none=True)
             logits = model(_normalised(images[i:i + batch_size]).to(device))

@@ -6,6 +6,7 @@
 * Solutions sit between the marker lines :data:`BEGIN` and :data:`END`; a student copy shows
   :data:`PLACEHOLDER` (markdown) or :data:`CODE_PLACEHOLDER` (code) instead.
 * The title cell's first line is ``# NN · Title``; solution notebooks are named ``NN_slug.ipynb``.
+* The time a notebook takes is stated near the top as ``**Time:** ~N min`` (:func:`parse_time`).
 
 Only the standard library: ``tools/course.py`` imports this without the course's heavy dependencies.
 """
@@ -36,6 +37,9 @@ __all__ = [
     "clean_answer",
     "title_line",
     "split_title",
+    "solution_text",
+    "TimeLine",
+    "parse_time",
 ]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -52,6 +56,7 @@ _HEADER = re.compile(
 _MARKER_LINE = re.compile(r"^\s*#{0,3}\s*(BEGIN|END) SOLUTION\s*$", re.MULTILINE)
 _TITLE = re.compile(r"^#\s+(.+?)\s*#*\s*$")
 _TITLE_NUMBER = re.compile(r"^(\d+)\s*[·:.-]\s*")
+_TIME = re.compile(r"\*\*Time:\*\*\s*(~?\s*(\d+)(?:\s*[-–]\s*\d+)?\s*(min|minutes|h|hours)\b)")
 
 
 class ConventionError(ValueError):
@@ -186,3 +191,28 @@ def split_title(heading: str) -> tuple[int | None, str]:
     if not m:
         return None, heading.strip()
     return int(m.group(1)), heading[m.end() :].strip()
+
+
+def solution_text(source: str, where: str = "cell") -> str | None:
+    """The text between a cell's solution markers (several solution runs joined by newlines), or None when the cell
+    has no solution. Raises :class:`ConventionError` on unbalanced markers, like :func:`split_regions`."""
+    runs = [lines[1:-1] for inside, lines in split_regions(source, where) if inside]
+    return "\n".join("\n".join(r) for r in runs) if runs else None
+
+
+@dataclass(frozen=True)
+class TimeLine:
+    """A parsed ``**Time:** ~N min`` statement: ``text`` as written (``"~150 min"``, ``"2-3 h"``) and ``minutes``,
+    its first number in minutes (hours converted)."""
+
+    text: str
+    minutes: int
+
+
+def parse_time(text: str) -> TimeLine | None:
+    """The first ``**Time:** ~N min`` (also ``N-M min``, ``N h``) in ``text`` (a notebook's first cells), or None."""
+    m = _TIME.search(text)
+    if not m:
+        return None
+    n = int(m.group(2))
+    return TimeLine(m.group(1).strip(), n * 60 if m.group(3).startswith("h") else n)

@@ -31,7 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attribution import _check_input, class_indices, gaussian_blur
+from . import attribution, cam, occlusion
+from .attribution import class_indices, gaussian_blur
+from .maps import check_maps as _check_maps
+from .maps import concentration, map_entropy
+from .validation import check_images as _check_input
 
 __all__ = [
     "pointing_game",
@@ -61,14 +65,6 @@ __all__ = [
     "explanation_maps",
     "cascading_maps",
 ]
-
-
-def _check_maps(maps: torch.Tensor, what: str = "maps") -> None:
-    if not isinstance(maps, torch.Tensor) or maps.ndim != 3:
-        shape = tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__
-        raise ValueError(f"{what} must be a (B, H, W) tensor, got {shape}; sum or aggregate the channels first")
-    if not maps.is_floating_point():
-        raise TypeError(f"{what} must be floating point, got {maps.dtype}")
 
 
 def _check_masks(masks: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
@@ -112,45 +108,6 @@ def energy_in_mask(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     total = pos.sum(1)
     inside = (pos * masks.flatten(1)).sum(1)
     return torch.where(total > 0, inside / total.clamp(min=1e-30), torch.zeros_like(total))
-
-
-def _mass(maps: torch.Tensor, what: str) -> torch.Tensor:
-    """|maps| as float64 on the CPU (Apple's MPS has no float64), flattened to (B, H*W), after the shape check."""
-    if not isinstance(maps, torch.Tensor):
-        maps = torch.as_tensor(np.asarray(maps))
-    if maps.ndim == 2:
-        raise ValueError(f"{what} must be (B, H, W); for one map use map[None]")
-    _check_maps(maps, what)
-    return maps.detach().cpu().abs().to(torch.float64).flatten(1)
-
-
-def concentration(maps: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
-    """Share of a map's mass ``|m|`` that lies in its top ``fraction`` of the pixels, ``(B, H, W) -> (B,)``.
-
-    A uniform map gives ``fraction`` (0.1 by default), a map with all its mass in fewer than ``fraction * H * W``
-    pixels gives 1; an all-zero map gives ``fraction`` (no pixel stands out). Unlike a min-max normalised heatmap it
-    does not make a nearly flat map look peaked: a map ``1 + 0.01 * noise`` scores about 0.1.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    m = _mass(maps, "maps")
-    k = max(1, math.ceil(fraction * m.shape[1]))
-    total = m.sum(1)
-    top = m.topk(k, dim=1).values.sum(1)
-    return torch.where(total > 0, top / total.clamp(min=1e-300), torch.full_like(total, k / m.shape[1])).float()
-
-
-def map_entropy(maps: torch.Tensor) -> torch.Tensor:
-    """Normalised entropy of ``|m| / sum |m|`` as a distribution over pixels, ``(B, H, W) -> (B,)`` in [0, 1]:
-    1 for a uniform (or all-zero) map, 0 for a map with one non-zero pixel."""
-    m = _mass(maps, "maps")
-    n = m.shape[1]
-    if n < 2:
-        raise ValueError("map_entropy needs maps with at least 2 pixels")
-    total = m.sum(1, keepdim=True)
-    p = torch.where(total > 0, m / total.clamp(min=1e-300), torch.full_like(m, 1.0 / n))
-    h = -(p * torch.log(p.clamp(min=1e-300))).sum(1)
-    return (h / math.log(n)).clamp(0.0, 1.0).float()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -557,8 +514,6 @@ def explanation_maps(model: nn.Module, x: torch.Tensor, target: Any, method: str
     value per pixel, larger = more important, computed with the course's reference implementations
     (``helpers.attribution``, ``helpers.cam``, ``helpers.occlusion``). ``layer``: Grad-CAM's target layer;
     ``mean``/``std``: the normalisation, for the occlusion's black patch (default: 0 in input space)."""
-    from . import attribution, cam, occlusion
-
     _check_input(x)
     b, _, h, w = x.shape
     if method not in MAP_METHODS:

@@ -36,6 +36,8 @@ __all__ = [
     "predict_topk",
     "disable_fused_attention",
     "list_models",
+    "download_error",
+    "warn_random",
     "load_checkpoint",
 ]
 
@@ -164,7 +166,16 @@ def _make_preprocess(resize_size: int, crop_size: int, interpolation: str, mean,
     return preprocess
 
 
-def _download_error(name: str, exc: BaseException) -> RuntimeError:
+def download_error(name: str, exc: BaseException) -> RuntimeError:
+    """The error to raise when the pretrained weights of model ``name`` could not be downloaded (``exc``): says
+    how to fix it, or how to go on with random weights (``XAI_OFFLINE=1``).
+
+    Args:
+        name: the model's name, e.g. ``"resnet50"``.
+        exc: the download error.
+    Returns:
+        A ``RuntimeError`` to ``raise ... from exc``.
+    """
     return RuntimeError(
         f"could not download the pretrained weights of {name!r} ({type(exc).__name__}: {exc}). Fixes: connect to the "
         "internet (on Colab: check the runtime is connected) and run the cell again; or, to continue without "
@@ -173,9 +184,15 @@ def _download_error(name: str, exc: BaseException) -> RuntimeError:
     )
 
 
-def _warn_random(name: str) -> None:
+def warn_random(name: str) -> None:
+    """Print that model ``name`` has random weights (``XAI_OFFLINE=1``), so its explanations mean nothing."""
     print(f"WARNING (XAI_OFFLINE=1): {name!r} uses RANDOM weights (nothing downloaded); its predictions and "
           "explanations are meaningless. Unset XAI_OFFLINE with internet access to load the pretrained weights.")
+
+
+#: the earlier private names, still imported by ``helpers.featvis`` (remove once featvis uses the public ones)
+_download_error = download_error
+_warn_random = warn_random
 
 
 def _torchvision(name: str, spec: _Spec, use_weights: bool) -> tuple[nn.Module, dict[str, Any]]:
@@ -191,7 +208,7 @@ def _torchvision(name: str, spec: _Spec, use_weights: bool) -> tuple[nn.Module, 
         try:
             model = builder(weights=weights)
         except OSError as exc:  # urllib.error.URLError, socket errors, disk errors: no weights
-            raise _download_error(name, exc) from exc
+            raise download_error(name, exc) from exc
     else:
         model = builder(weights=None, **spec.offline_kwargs)
     return model, cfg
@@ -205,7 +222,7 @@ def _timm(name: str, spec: _Spec, use_weights: bool) -> tuple[nn.Module, dict[st
         try:
             model = timm.create_model(spec.builder, pretrained=True, **spec.create_kwargs)
         except OSError as exc:  # huggingface_hub's LocalEntryNotFoundError, requests' ConnectionError, ...
-            raise _download_error(name, exc) from exc
+            raise download_error(name, exc) from exc
     else:
         model = timm.create_model(spec.builder, pretrained=False, **spec.create_kwargs)
     dc = resolve_data_config(model=model)
@@ -248,7 +265,7 @@ def load_model(name: str, pretrained: bool = True, device: str | torch.device | 
         model, cfg = (_torchvision if spec.source == "torchvision" else _timm)(name, spec, True)
     else:
         if pretrained:
-            _warn_random(name)
+            warn_random(name)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model, cfg = (_torchvision if spec.source == "torchvision" else _timm)(name, spec, False)

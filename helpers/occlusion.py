@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .attribution import _check_input, class_indices, gaussian_blur
+from .attribution import class_indices, gaussian_blur
+from .validation import check_images as _check_input
 
 __all__ = ["FILLS", "occlusion_fill", "window_positions", "window_drops", "occlusion"]
 

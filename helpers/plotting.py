@@ -1,4 +1,5 @@
-"""Plotting: images, heatmap overlays, grids, method comparisons, training curves, confusion matrices.
+"""Plotting: images, heatmap overlays, attribution maps, grids, method comparisons, training curves, confusion
+matrices.
 
 Images may be torch tensors or numpy arrays, CHW or HWC (a leading batch dimension of 1 is dropped), uint8 in
 [0, 255] or float in [0, 1]; pass ``mean``/``std`` to undo a normalisation first. Heatmaps are (h, w) of any size
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .maps import aggregate_channels, concentration, normalize_attribution
+
 __all__ = [
     "to_display",
     "to_heatmap",
@@ -21,6 +24,7 @@ __all__ = [
     "overlay_heatmap",
     "image_grid",
     "compare_methods",
+    "show_attribution",
     "shared_colorbar",
     "map_grid",
     "plot_history",
@@ -260,13 +264,11 @@ def compare_methods(image: Any, maps: Mapping[str, Any], title: str | None = Non
     colour scale, [0, 1] (or [-1, 1] for a signed map), with one colour bar: methods have different units, so the
     *pattern* is compared, and a nearly flat map looks flat. ``shared=False`` draws each map on its own scale
     (``overlay_heatmap``'s default), without a colour bar. ``annotate=True`` adds each map's
-    :func:`helpers.evaluation.concentration` (share of |map| in its top 10 % of pixels: 0.10 = flat, 1 = peaked)
+    :func:`helpers.maps.concentration` (share of |map| in its top 10 % of pixels: 0.10 = flat, 1 = peaked)
     to its title. ``signed`` may be a bool for all maps or a dict name -> bool. ``axes`` (optional) are
     ``1 + len(maps)`` axes to draw in (e.g. one row of a bigger figure). Returns the figure.
     """
     import matplotlib.pyplot as plt
-
-    from .evaluation import concentration
 
     if not maps:
         raise ValueError("compare_methods needs at least one heatmap")
@@ -309,6 +311,65 @@ def compare_methods(image: Any, maps: Mapping[str, Any], title: str | None = Non
             cb.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def show_attribution(
+    attr: torch.Tensor,
+    image: torch.Tensor | np.ndarray | None = None,
+    ax=None,
+    signed: bool = False,
+    how: str = "max_abs",
+    percentile: float = 99.0,
+    overlay: bool = False,
+    title: str | None = None,
+    alpha: float = 0.5,
+):
+    """Show one attribution map ``(C, H, W)`` (or an already aggregated ``(H, W)``) on ``ax`` and return the figure.
+
+    Channels are aggregated with ``how`` (:func:`helpers.maps.aggregate_channels`), then
+    :func:`helpers.maps.normalize_attribution` (``signed``, ``percentile``): signed maps use the diverging
+    :data:`SIGNED_CMAP` in ``[-1, 1]`` (red: positive evidence), absolute maps the perceptually uniform
+    :data:`UNSIGNED_CMAP` in ``[0, 1]``, so every panel drawn by it is on the same scale (value / its
+    ``percentile``-th percentile of |value|) and one :func:`shared_colorbar` describes them all.
+
+    Args:
+        attr: one attribution (C, H, W) or map (H, W).
+        image: the image, (3, H, W) or (H, W, 3) in [0, 1]; needed for ``overlay=True``, which blends the map over
+            it with :func:`overlay_heatmap`.
+        ax: the axes to draw on (default: a new 3 x 3 inch figure).
+    Returns:
+        The figure.
+    """
+    import matplotlib.pyplot as plt
+
+    a = attr.detach().cpu()
+    m = aggregate_channels(a, how) if a.ndim == 3 else a
+    if m.ndim != 2:
+        raise ValueError(f"show_attribution expects one map (C, H, W) or (H, W), got {tuple(attr.shape)}")
+    m = normalize_attribution(m, signed=signed, percentile=percentile).numpy()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(3, 3))
+    fig = ax.figure
+    img = None
+    if image is not None:
+        img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+            img = img.transpose(1, 2, 0)
+        img = np.clip(img, 0, 1)
+    if overlay:
+        if img is None:
+            raise ValueError("overlay=True needs the image")
+        overlay_heatmap(img, m, ax=ax, alpha=alpha, cmap=SIGNED_CMAP if signed else UNSIGNED_CMAP, signed=signed,
+                        limits=(-1.0, 1.0) if signed else (0.0, 1.0))
+    elif signed:
+        ax.imshow(m, cmap=SIGNED_CMAP, vmin=-1, vmax=1)
+    else:
+        ax.imshow(m, cmap=UNSIGNED_CMAP, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
     return fig
 
 

@@ -10,12 +10,17 @@ import torch
 __all__ = ["check_images"]
 
 
-def check_images(x: Any, name: str = "x", channels: int | None = None, floating: bool = True) -> None:
-    """Raise unless ``x`` is a torch image batch ``(B, C, H, W)``.
+def check_images(x: Any, name: str = "images", channels: int | None = None, floating: bool = True) -> None:
+    """Raise unless ``x`` is a torch image batch ``(B, C, H, W)``; every helpers function calls this one directly.
 
-    ``channels``: the required C (e.g. 3), or ``None`` for any; ``floating``: require a floating-point dtype
-    (normalised images, not uint8). ``TypeError`` for a non-tensor or a wrong dtype, ``ValueError`` for a wrong
-    shape (with the fix for a single image ``(C, H, W)``).
+    Args:
+        x: the value to check.
+        name: what the message calls it (``"images"`` everywhere in the course, so all errors read the same).
+        channels: the required C (e.g. 3), or ``None`` for any.
+        floating: require a floating-point dtype (normalised images, not uint8).
+    Raises:
+        TypeError: a non-tensor or a wrong dtype.
+        ValueError: a wrong shape (with the fix for a single image ``(C, H, W)``).
     """
     c = "C" if channels is None else str(channels)
     if not isinstance(x, torch.Tensor):
@@ -23,7 +28,7 @@ def check_images(x: Any, name: str = "x", channels: int | None = None, floating:
     if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
         fix = f"; add a batch dimension with {name}.unsqueeze(0) (or {name}[None]) for a single image" \
             if x.ndim == 3 else ""
-        raise ValueError(f"{name} must have shape (B, {c}, H, W) [(B, C, H, W)], got {tuple(x.shape)}{fix}")
+        raise ValueError(f"{name} must have shape (B, {c}, H, W), got {tuple(x.shape)}{fix}")
     if floating and not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor (normalised images), got {x.dtype}; convert "
                         f"uint8 images with {name}.float() / 255 and normalise them")

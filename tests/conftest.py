@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ from torch import nn
 from torch.nn.modules import module as _module
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tools are scripts (``python tools/x.py``) that import each other as siblings (``from train_checkpoint import
+# ...``), as their own folder is sys.path[0] when they run; the tests import them the same way. (helpers needs no
+# path entry: it is installed, ``pip install -e .``.)
+if str(ROOT / "tools") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tools"))
 NOTEBOOK_TIMES: dict[str, float] = {}
 #: notebook -> (seconds, cell index, first line) of its slowest cell, so a slow or stuck run names the cell
 SLOWEST_CELLS: dict[str, tuple[float, int, str]] = {}
@@ -44,7 +50,7 @@ def assert_no_hooks(model: nn.Module) -> None:
     assert not left, "hooks left behind: " + "; ".join(left)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not NOTEBOOK_TIMES:
         return
     terminalreporter.section("notebook smoke-run times (XAI_SMOKE=1 XAI_OFFLINE=1)")

@@ -366,10 +366,11 @@ def test_recorder_errors_and_release_after_an_exception(kind):
 
 
 def test_old_recorder_names_are_the_one_recorder():
-    from helpers import cifar_models
+    from helpers import attention_recording
 
-    assert att.timm_attention is att.record and cifar_models.record_attention is att.record
-    assert att.TimmAttentionRecording is cifar_models.AttentionRecording is att.AttentionRecording
+    assert att.timm_attention is att.record and att.record_attention is att.record
+    assert att.record is attention_recording.record
+    assert att.TimmAttentionRecording is att.AttentionRecording is attention_recording.AttentionRecording
     with pytest.raises(TypeError):
         att.record(_course_vit(), True)  # the options are keyword-only (the old names had different orders)
 

@@ -393,39 +393,3 @@ def test_channel_aggregation_and_normalisation():
     u = A.normalize_attribution(m, signed=False, percentile=100)
     assert float(u.min()) >= 0 and float(u.max()) == pytest.approx(1.0)
     assert A.normalize_attribution(m[0], signed=True).shape == (10, 10)
-
-
-def test_show_attribution_returns_a_figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    attr, img = torch.randn(3, 8, 8), torch.rand(3, 8, 8)
-    for kwargs in ({"signed": True, "how": "sum"}, {"overlay": True, "image": img}, {}):
-        fig = A.show_attribution(attr, **kwargs)
-        assert fig is not None
-        plt.close(fig)
-    fig, ax = plt.subplots()
-    assert A.show_attribution(attr[0], ax=ax, title="t") is fig
-    plt.close(fig)
-
-
-def test_show_attribution_draws_on_the_fixed_scale_of_the_shared_colour_bar():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from helpers import plotting
-
-    attr, img = torch.randn(3, 8, 8), torch.rand(3, 8, 8)
-    for kwargs, cmap, lims in (({"signed": True, "how": "sum"}, plotting.SIGNED_CMAP, (-1.0, 1.0)),
-                               ({}, plotting.UNSIGNED_CMAP, (0.0, 1.0)),
-                               ({"overlay": True, "image": img}, plotting.UNSIGNED_CMAP, (0.0, 1.0))):
-        fig, ax = plt.subplots()
-        A.show_attribution(attr * 1e-3, ax=ax, **kwargs)  # a tiny map is not stretched: the scale stays fixed
-        layer = ax.images[-1]
-        assert layer.get_cmap().name == cmap
-        assert layer.norm.vmin == pytest.approx(lims[0]) and layer.norm.vmax == pytest.approx(lims[1])
-        plt.close(fig)

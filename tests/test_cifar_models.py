@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import checkpoints
+from helpers.attention import record_attention
 from helpers.checkpoints import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from helpers.cifar_models import (
     CNNConfig,
@@ -18,7 +19,6 @@ from helpers.cifar_models import (
     ViTConfig,
     build_model,
     config_dict,
-    record_attention,
 )
 
 TINY_VIT = dict(dim=32, depth=2, heads=4, mlp_ratio=2.0, stem_channels=(8, 16))
@@ -339,3 +339,13 @@ def test_model_card_quotes_the_manifest():
         assert rows["parameters"][column] == f"{entry['parameters']:,}", name
         trained = rows["trained for"][column]
         assert trained.startswith(f"{round(entry['epochs'], 1):g} epochs, {entry['train_minutes']:.1f} min"), trained
+
+
+def test_load_checkpoint_builds_the_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The expected config comes from the architecture's config, not from a second model built to read it."""
+    built = []
+    original = checkpoints.build_model
+    monkeypatch.setattr(checkpoints, "build_model", lambda config: built.append(config) or original(config))
+    model = load_checkpoint("cnn_cifar10")
+    assert len(built) == 1 and isinstance(model, CourseCNN)
+    assert config_dict(checkpoints.ARCHITECTURES["cnn_cifar10"]) == config_dict(model)

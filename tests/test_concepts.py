@@ -80,7 +80,7 @@ def test_layer_activations_and_directional_derivatives(small_cnn: nn.Module) -> 
     small_cnn.fc(small_cnn.pool(h).flatten(1))[:, 2].sum().backward()
     torch.testing.assert_close(dd, h.grad.flatten(1) @ v, atol=1e-6, rtol=1e-5)
     assert concepts.tcav_score(torch.tensor([1.0, -1.0, 2.0, 0.0])) == 0.5
-    with pytest.raises(ValueError, match="no layer"):
+    with pytest.raises(ValueError, match="no submodule named"):
         concepts.layer_activations(small_cnn, "features.99", images)
 
 

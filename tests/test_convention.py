@@ -68,11 +68,25 @@ def test_both_tools_use_the_one_convention() -> None:
     """No second copy of the header pattern or the markers in tools/course.py or the helpers.submission package."""
     package = sorted((ROOT / "helpers" / "submission").glob("*.py"))
     assert "convention" in (ROOT / "helpers" / "submission" / "reading.py").read_text(encoding="utf-8")
-    for path in (ROOT / "tools" / "course.py", *package):
+    tools = [ROOT / "tools" / f"{name}.py" for name in ("course", "answer_numbers", "time_estimate")]
+    for path in (*tools, *package):
         text = path.read_text(encoding="utf-8")
         assert path.parent.name == "submission" or "convention" in text, path.name
         assert not re.search(r"re\.compile\([^)]*TOSUBMIT", text), f"{path.name} parses question headers itself"
         assert not re.search(r"=\s*\"### BEGIN SOLUTION\"", text), f"{path.name} defines the markers itself"
+        assert not re.search(r"re\.\w+\([^)]*Time:", text), f"{path.name} parses the **Time:** line itself"
+
+
+def test_time_line_and_solution_text() -> None:
+    assert convention.parse_time("intro\n**Time:** ~150 min (estimated)") == convention.TimeLine("~150 min", 150)
+    assert convention.parse_time("**Time:** 2-3 h") == convention.TimeLine("2-3 h", 120)
+    assert convention.parse_time("**Time:** about an hour") is None
+    assert convention.parse_time("no time line") is None
+    cell = f"**Model answer.**\n{convention.BEGIN}\n3.5 points\n{convention.END}\ntail"
+    assert convention.solution_text(cell) == "3.5 points"
+    assert convention.solution_text("plain text") is None
+    with pytest.raises(convention.ConventionError):
+        convention.solution_text(convention.BEGIN)
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)

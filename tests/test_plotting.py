@@ -218,3 +218,28 @@ def test_map_grid_one_scale_one_colorbar_and_masks():
         plotting.map_grid(images, {"a": torch.rand(3, 8, 8)})
     with pytest.raises(ValueError, match="at least one"):
         plotting.map_grid(images, {})
+
+
+def test_show_attribution_returns_a_figure():
+    """(moved here from tests/test_attribution.py with the function, from helpers.attribution)"""
+    attr, img = torch.randn(3, 8, 8), torch.rand(3, 8, 8)
+    for kwargs in ({"signed": True, "how": "sum"}, {"overlay": True, "image": img}, {}):
+        fig = plotting.show_attribution(attr, **kwargs)
+        assert fig is not None
+        plt.close(fig)
+    fig, ax = plt.subplots()
+    assert plotting.show_attribution(attr[0], ax=ax, title="t") is fig
+    plt.close(fig)
+
+
+def test_show_attribution_draws_on_the_fixed_scale_of_the_shared_colour_bar():
+    attr, img = torch.randn(3, 8, 8), torch.rand(3, 8, 8)
+    for kwargs, cmap, lims in (({"signed": True, "how": "sum"}, plotting.SIGNED_CMAP, (-1.0, 1.0)),
+                               ({}, plotting.UNSIGNED_CMAP, (0.0, 1.0)),
+                               ({"overlay": True, "image": img}, plotting.UNSIGNED_CMAP, (0.0, 1.0))):
+        fig, ax = plt.subplots()
+        plotting.show_attribution(attr * 1e-3, ax=ax, **kwargs)  # a tiny map is not stretched: the scale stays fixed
+        layer = ax.images[-1]
+        assert layer.get_cmap().name == cmap
+        assert layer.norm.vmin == pytest.approx(lims[0]) and layer.norm.vmax == pytest.approx(lims[1])
+        plt.close(fig)

@@ -97,7 +97,7 @@ def test_release_links_no_solution(released: Path) -> None:
 
 def test_student_readme(released: Path) -> None:
     text = (released / "README.md").read_text()
-    c = course._course_constants(ROOT)
+    c = course.constants
     assert text.startswith(f"# {c.COURSE_TITLE}\n") and "{{" not in text
     assert f"https://github.com/{c.GITHUB_SLUG}.git" in text
     for path in sorted((released / "notebooks").glob("*.ipynb")):

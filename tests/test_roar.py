@@ -8,6 +8,7 @@ import numbers
 
 import numpy as np
 import pytest
+import roar_grid
 import torch
 from torch import nn
 
@@ -15,7 +16,6 @@ from helpers import roar
 from helpers.cifar_models import CNNConfig, build_model
 from tests.conftest import ROOT
 from tests.fake_cifar import fake_cifar_images
-from tools import roar_grid
 
 TINY = roar.RetrainConfig(epochs=3, batch_size=32, widths=(8, 16, 16, 32))
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import shlex
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-from tools import train_checkpoint
+import train_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ("--data", "--cache", "--threads", "--out", "--no-save")
@@ -43,7 +44,7 @@ def test_split_args_defaults_and_load_split(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.mark.parametrize("tool", ["train_checkpoint", "train_ensemble", "train_random_labels", "train_shapes"])
 def test_tool_help_lists_the_shared_options(tool: str, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    main = importlib.import_module(f"tools.{tool}").main
+    main = importlib.import_module(tool).main
     monkeypatch.setattr(sys, "argv", [f"{tool}.py", "--help"])
     with pytest.raises(SystemExit) as stop:
         main()
@@ -68,3 +69,6 @@ def test_train_checkpoint_records_its_curve(tmp_path: Path, monkeypatch: pytest.
     assert curve.epochs == (1.0, 2.0) and curve.train_images == 256 and len(curve.val_accuracy) == 2
     assert curve.label.startswith("cnn_cifar10: 2")
     assert (tmp_path / "cnn_cifar10.pt").exists() and (tmp_path / "manifest.json").exists()
+    command = json.loads((tmp_path / "manifest.json").read_text())["cnn_cifar10"]["command"]
+    assert command == "python tools/train_checkpoint.py " + shlex.join(sys.argv[1:])  # the command as it was run
+    assert "--widths 4 4 4 4 --amp off --threads 1" in command

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import nbformat
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-QUESTION = re.compile(r"\*\*TOSUBMIT (\d+\.\d+)\*\*")
+from helpers import convention
+
 # a decimal or a percentage, not part of a longer token (arXiv ids 1610.02391, versions 2.9.1, x1.5 are skipped)
 NUMBER = re.compile(r"(?<![\w.\-/])(-?\d+(?:\.\d+)?)(\s?%)?(?![\w.]*\d)(?![\w/])")
 
@@ -96,14 +96,15 @@ def model_answers(nb) -> list[tuple[str, str]]:
     """``(question number, answer text)`` for each markdown model answer, in order."""
     answers, question = [], "?"
     for cell in nb.cells:
-        src = cell.source if isinstance(cell.source, str) else "".join(cell.source)
         if cell.cell_type != "markdown":
             continue
-        q = QUESTION.search(src)
-        if q:
-            question = q.group(1)
-        if BEGIN in src and END in src:
-            answers.append((question, src.split(BEGIN, 1)[1].split(END, 1)[0]))
+        src = convention.cell_source(cell)
+        header = convention.parse_header(src)
+        if header is not None:
+            question = header.number
+        answer = convention.solution_text(src)
+        if answer is not None:
+            answers.append((question, answer))
     return answers
 
 
@@ -113,7 +114,8 @@ def unprinted_numbers(nb, name: str = "", answers_from=None) -> list[Unprinted]:
     ``answers_from``: take the model answers from this notebook instead (e.g. the edited solution, checked against
     the outputs of an earlier run of it)."""
     answers = model_answers(answers_from if answers_from is not None else nb)
-    answer_cells = {id(c) for c in nb.cells if c.cell_type == "markdown" and BEGIN in "".join(c.source)}
+    answer_cells = {id(c) for c in nb.cells
+                     if c.cell_type == "markdown" and convention.solution_text(convention.cell_source(c)) is not None}
     sources = "\n".join("".join(c.source) for c in nb.cells if id(c) not in answer_cells)
     known = _values(printed_text(nb)) | _values(sources)
     found = []

@@ -38,12 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from train_checkpoint import cpu_name
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from helpers import data  # noqa: E402
-from helpers import featvis as fv  # noqa: E402
-from tools.train_checkpoint import cpu_name  # noqa: E402
+from helpers import data
+from helpers import featvis as fv
 
 CASES = ("cifar_cnn", "inceptionv1")
 

@@ -21,12 +21,10 @@ import warnings
 from pathlib import Path
 
 import torch
+from train_checkpoint import cpu_name
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from helpers import attribution  # noqa: E402
-from helpers.cifar_models import CNNConfig, CourseCNN  # noqa: E402
-from tools.train_checkpoint import cpu_name  # noqa: E402
+from helpers import attribution
+from helpers.cifar_models import CNNConfig, CourseCNN
 
 
 def build(name: str) -> torch.nn.Module:

@@ -41,12 +41,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from train_checkpoint import cpu_name
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from helpers import data  # noqa: E402
-from helpers import lime as L  # noqa: E402
-from tools.train_checkpoint import cpu_name  # noqa: E402
+from helpers import data
+from helpers import lime as L
 
 CASES = ("cifar_grid4", "cifar_grid8", "imagenet_quickshift")
 

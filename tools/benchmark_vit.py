@@ -21,21 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from train_checkpoint import DEFAULT_TAR, RECIPES, cpu_name, load_jpeg_split
+
+from helpers.cifar_models import ViTConfig, build_model, config_dict
+from helpers.training import History, predict, train, with_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from train_checkpoint import DEFAULT_TAR, RECIPES, cpu_name, load_jpeg_split  # noqa: E402
-
-from helpers.cifar_models import ViTConfig, build_model, config_dict  # noqa: E402
-from helpers.training import History, predict, train, with_overrides  # noqa: E402
 
 DEFAULT_CACHE = Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt"  # train_checkpoint.py's default
 

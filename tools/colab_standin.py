@@ -32,8 +32,6 @@ from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
-sys.path.insert(0, str(TOOLS))
-sys.path.insert(0, str(ROOT))
 import course  # noqa: E402
 import release  # noqa: E402
 
@@ -166,7 +164,7 @@ def clone_source(work: Path) -> Path:
     """The student release, committed to a local git repository on the branch the setup cell clones."""
     src = work / "student-repo"
     release.write_release(src, ROOT, require_consistent=False)
-    ref = course._course_constants(ROOT).GITHUB_REF
+    ref = course.constants.GITHUB_REF
     git = ["git", "-c", "user.name=stand-in", "-c", "user.email=stand-in@localhost", "-c", "commit.gpgsign=false"]
     _run([*git, "init", "-q", "-b", ref, str(src)], "git init")
     _run([*git, "-C", str(src), "add", "-A"], "git add")
@@ -276,7 +274,7 @@ def run_all(base: Path, work: Path, only: list[str] | None) -> list[str]:
         "XAI_SMOKE": "1",
         "XAI_OFFLINE": "1",
         "XAI_DATA_DIR": str(data),
-        "XAI_COURSE_DIR": str(content / Path(course._course_constants(ROOT).COLAB_DIR).name),
+        "XAI_COURSE_DIR": str(content / Path(course.constants.COLAB_DIR).name),
         "XAI_COURSE_REPO_URL": str(src),
         "PYTHONHASHSEED": "0",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
@@ -292,7 +290,7 @@ def run_all(base: Path, work: Path, only: list[str] | None) -> list[str]:
         try:
             log = work / f"kernel-{folder}-{path.stem}.log"
             seconds, text = execute(folder, path, content, env, log)
-        except Exception as exc:  # noqa: BLE001 - report every notebook, then fail
+        except Exception as exc:
             kernel_log = log.read_text(errors="replace")[-1500:] if log.exists() else ""
             problems.append(f"{folder}/{path.name}: {type(exc).__name__}: {str(exc)[-2000:]}\n{kernel_log}")
             print(f"  FAILED  {folder}/{path.name}", flush=True)

@@ -28,17 +28,14 @@ import argparse
 import copy
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from time_class_mode import build_standin
+from train_checkpoint import DEFAULT_TAR
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tools.time_class_mode import build_standin  # noqa: E402
-from tools.train_checkpoint import DEFAULT_TAR  # noqa: E402
 
 
 def shuffle_patches(images: torch.Tensor, perm: torch.Tensor, patch: int = 4) -> torch.Tensor:
@@ -73,8 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ["XAI_OFFLINE"] = "1"  # the stand-in is there: never try to download CIFAR-10
 
     from helpers import attention, attribution, data, training
+    from helpers.attention import record_attention
     from helpers.checkpoints import load_checkpoint
-    from helpers.cifar_models import record_attention
 
     vit = load_checkpoint("vit_cifar10", args.checkpoints)
     cnn = load_checkpoint("cnn_cifar10", args.checkpoints)

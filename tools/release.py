@@ -24,8 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import course  # noqa: E402
+import course
 
 ROOT = course.ROOT
 RELEASE_DIRS = ("notebooks", "helpers", "data")
@@ -74,7 +73,7 @@ def release_sources(root: Path = ROOT) -> list[str]:
 
 def student_readme(root: Path = ROOT) -> str:
     """The release's README: the template with the course title, slug and the schedule (no solution column)."""
-    c = course._course_constants(root)
+    c = course.constants
     infos = [info for _, _, info in course.read_solutions(root)]
     values = {
         "title": c.COURSE_TITLE,
@@ -168,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ReleaseError, course.CourseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    slug = course._course_constants(args.root).GITHUB_SLUG
+    slug = course.constants.GITHUB_SLUG
     print(f"wrote the student release ({len(written)} files) to {args.dest}")
     print(f"next: commit it and push it to https://github.com/{slug} (the repository the badges open)")
     return 0

@@ -32,13 +32,12 @@ import time
 from pathlib import Path
 
 import torch
+from train_checkpoint import DEFAULT_TAR, cpu_name, load_jpeg_split
+
+from helpers import roar
+from helpers.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from helpers import roar  # noqa: E402
-from helpers.checkpoints import load_checkpoint  # noqa: E402
-from tools.train_checkpoint import DEFAULT_TAR, cpu_name, load_jpeg_split  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,14 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from helpers import convention
 
-from helpers import convention  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 WORDS_PER_MIN = 100.0  # careful reading of technical prose with formulas and figures to look at
 MIN_PER_FORMULA = 1.0  # each display formula, on top of its words
@@ -53,7 +51,7 @@ def _cell_seconds(cell: dict) -> float:
     start, end = t.get("iopub.execute_input"), t.get("shell.execute_reply")
     if not (start and end):
         return 0.0
-    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))
     return (parse(end) - parse(start)).total_seconds()
 
 
@@ -114,8 +112,8 @@ def estimate_minutes(w: dict) -> dict:
 def stated_minutes(student: Path) -> int | None:
     """The ``**Time:** ~N min`` a notebook's first cell states, or None."""
     first = convention.cell_source(json.loads(student.read_text())["cells"][0])
-    m = re.search(r"\*\*Time:\*\*\s*~?\s*(\d+)\s*min", first)
-    return int(m.group(1)) if m else None
+    tm = convention.parse_time(first)
+    return tm.minutes if tm else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import tarfile
 import time
@@ -33,13 +34,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from helpers.checkpoints import ARCHITECTURES, record_training_curve, save_checkpoint, sha256_file
+from helpers.cifar_models import CNNConfig, build_model
+from helpers.data import CIFAR10_CLASSES
+from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train, with_overrides
 
-from helpers.checkpoints import ARCHITECTURES, record_training_curve, save_checkpoint, sha256_file  # noqa: E402
-from helpers.cifar_models import CNNConfig, build_model  # noqa: E402
-from helpers.data import CIFAR10_CLASSES  # noqa: E402
-from helpers.training import EnsembleTeacher, TrainConfig, evaluate, train, with_overrides  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_TAR = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 DEFAULT_CACHE = Path.home() / ".cache" / "xai-course" / "cifar10-jpeg-split.pt"
@@ -237,22 +237,7 @@ def main() -> None:
         "train_minutes": round(hist.seconds[-1] / 60, 1),
         "parameters": n_params,
         "machine": machine,
-        "command": f"python tools/train_checkpoint.py {args.name}"
-        + (f" --init {args.init}" if args.init else "")
-        + (f" --epochs {args.epochs}" if args.epochs else "")
-        + (f" --lr {args.lr}" if args.lr else "")
-        + (f" --warmup {args.warmup}" if args.warmup is not None else "")
-        + (f" --cutout {args.cutout}" if args.cutout is not None else "")
-        + (f" --amp {args.amp}" if args.amp else "")
-        + (f" --schedule {args.schedule}" if args.schedule else "")
-        + (f" --teacher {' '.join(map(str, args.teacher))} --distill {args.distill}" if args.teacher else "")
-        + (f" --teacher-weights {' '.join(map(str, args.teacher_weights))}" if args.teacher_weights else "")
-        + (f" --distill-alpha {args.distill_alpha}" if args.distill_alpha is not None else "")
-        + (f" --swa-start {args.swa_start}" if args.swa_start is not None else "")
-        + (f" --swa-every {args.swa_every}" if args.swa_every else "")
-        + (f" --widths {' '.join(map(str, args.widths))}" if args.widths else "")
-        + (" --fp16" if args.fp16 else "")
-        + (f" --max-minutes {args.max_minutes}" if args.max_minutes else ""),
+        "command": "python tools/train_checkpoint.py " + shlex.join(sys.argv[1:]),  # as it was run
         "validation": f"last {VAL_PER_CLASS} images per class of the CIFAR-10 training split",
     }
     if args.teacher:

@@ -22,15 +22,14 @@ import time
 from pathlib import Path
 
 import torch
+from train_checkpoint import add_split_args, load_split
+
+from helpers import training
+from helpers.checkpoints import ARCHITECTURES, load_checkpoint, save_checkpoint
+from helpers.cifar_models import build_model
+from helpers.uncertainty import DROPOUT_P, ENSEMBLE_MEMBERS, head_dropout
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from helpers import training  # noqa: E402
-from helpers.checkpoints import ARCHITECTURES, load_checkpoint, save_checkpoint  # noqa: E402
-from helpers.cifar_models import build_model  # noqa: E402
-from helpers.uncertainty import DROPOUT_P, ENSEMBLE_MEMBERS, head_dropout  # noqa: E402
-from tools.train_checkpoint import add_split_args, load_split  # noqa: E402
 
 #: the members' recipe: AdamW, one epoch of warm-up then cosine decay, crop + flip, no label smoothing; each member
 #: gets its own seed and --epochs (evaluated once, at the end)

@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 
 import torch
+from train_checkpoint import add_split_args, load_split
+
+from helpers import training
+from helpers.checkpoints import ARCHITECTURES, load_checkpoint, save_checkpoint
+from helpers.cifar_models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from helpers import training  # noqa: E402
-from helpers.checkpoints import ARCHITECTURES, load_checkpoint, save_checkpoint  # noqa: E402
-from helpers.cifar_models import build_model  # noqa: E402
-from tools.train_checkpoint import add_split_args, load_split  # noqa: E402
 
 NAME = "cnn_cifar10_random_labels"
 #: memorisation only: no augmentation, no weight decay, no label smoothing (--epochs overrides the epochs)

@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 
 import torch
+from train_checkpoint import add_split_args, load_split
+
+from helpers import synthetic, training
+from helpers.checkpoints import ARCHITECTURES, save_checkpoint
+from helpers.cifar_models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from helpers import synthetic, training  # noqa: E402
-from helpers.checkpoints import ARCHITECTURES, save_checkpoint  # noqa: E402
-from helpers.cifar_models import build_model  # noqa: E402
-from tools.train_checkpoint import add_split_args, load_split  # noqa: E402
 
 RECIPE = training.TrainConfig(epochs=3, batch_size=128, lr=2e-3, crop_padding=2, label_smoothing=0.0)
 #: the models this tool trains (architectures in helpers.checkpoints.ARCHITECTURES)
