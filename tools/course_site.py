@@ -60,6 +60,7 @@ class Page:
     modes: list[str]  # e.g. ["SMOKE", "OFFLINE"]; [] for a class-mode run
     run_seconds: float | None  # summed cell run times recorded by the kernel client, None when not recorded
     random_weights: bool  # an output says a pretrained model got RANDOM weights
+    simulated: bool = False  # run with XAI_DEVICE=sim (the setup cell says "SIMULATED GPU")
 
 
 def course_notebooks(root: Path = ROOT) -> list[str]:
@@ -112,7 +113,7 @@ def describe(nb, name: str) -> Page:
         raise SiteError(f"{name}: not executed (the setup cell's 'Running ... modes: ...' line is missing)")
     modes = [] if mm.group(1) == "normal" else [s.strip() for s in mm.group(1).split(",") if s.strip()]
     return Page(name, int(m.group(1)), title, tm.group(1).strip() if tm else "", modes, _run_seconds(nb),
-                "RANDOM weights" in text)
+                "RANDOM weights" in text, "SIMULATED GPU" in text)
 
 
 def banner(page: Page) -> str:
@@ -128,6 +129,11 @@ def banner(page: Page) -> str:
         lines.append(
             "**Smoke run** (`XAI_SMOKE=1`): tiny data and few steps, so the numbers and figures are not those of a "
             "class run; the text and the model answers refer to a class run."
+        )
+    if page.simulated:
+        lines.append(
+            "**Simulated GPU** (`XAI_DEVICE=sim`): the notebook ran under the course's simulated accelerator, which "
+            "checks CUDA's device rules while computing on the CPU; the results equal a CPU run's."
         )
     if not lines:
         lines.append("Class-mode run: the settings a student runs in class.")
