@@ -190,11 +190,6 @@ def warn_random(name: str) -> None:
           "explanations are meaningless. Unset XAI_OFFLINE with internet access to load the pretrained weights.")
 
 
-#: the earlier private names, still imported by ``helpers.featvis`` (remove once featvis uses the public ones)
-_download_error = download_error
-_warn_random = warn_random
-
-
 def _torchvision(name: str, spec: _Spec, use_weights: bool) -> tuple[nn.Module, dict[str, Any]]:
     import torchvision.models as tvm
 

@@ -114,9 +114,7 @@ def test_no_private_name_imported_across_modules() -> None:
             if (node.level or (node.module or "").startswith("helpers")) and not inside_subpackage:
                 offenders += [f"{name}: {a.name}" for a in node.names
                               if a.name.startswith("_") and not a.name.startswith("__")]
-    # featvis is migrated by its own change (the 06 split); helpers.models keeps the old private aliases until then
-    known = {"helpers.featvis: _download_error", "helpers.featvis: _warn_random"}
-    assert [o for o in offenders if o not in known] == []
+    assert offenders == []
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.endswith("__main__")))

@@ -186,18 +186,18 @@ def load_inceptionv1(device: torch.device | str | None = None, seed: int = 0) ->
     untrained network responds to, not what InceptionV1 learned. A failed download raises a RuntimeError."""
     from lucent.modelzoo import inceptionv1
 
-    from ..models import _download_error, _warn_random  # private names of helpers.models, kept as they were
+    from ..models import download_error, warn_random
 
     if env.offline():
         torch.manual_seed(seed)
         model = inceptionv1(pretrained=False)
-        _warn_random("inceptionv1")
+        warn_random("inceptionv1")
         pretrained = False
     else:
         try:
             model = inceptionv1(pretrained=True)
         except (OSError, RuntimeError) as exc:  # urllib errors, a truncated file
-            raise _download_error("inceptionv1", exc) from exc
+            raise download_error("inceptionv1", exc) from exc
         pretrained = True
     if device is not None:
         model.to(device)
