@@ -171,6 +171,17 @@ def _check_devices(func, args, flat) -> None:
                                "XAI_DEVICE=sim: create it with torch.Generator(device=x.device))")
 
 
+def _has_list_index(index: Any) -> bool:
+    return isinstance(index, list) or (isinstance(index, tuple) and any(isinstance(i, list) for i in index))
+
+
+def _list_index_to_tensor(index: Any) -> Any:
+    """``t[[1, 4]]`` / ``t[:, [1, 4]]``: the lists as CPU index tensors (as CUDA accepts them)."""
+    if isinstance(index, list):
+        return torch.tensor(index)
+    return tuple(torch.tensor(i) if isinstance(i, list) else i for i in index)
+
+
 def _unwrap_arg(a: Any) -> Any:
     if isinstance(a, SimTensor):
         return a._inner
@@ -275,6 +286,10 @@ class _PlacementMode(TorchFunctionMode):
                 return False
             if func is _T.get_device:
                 return 0
+        if func in (_T.__getitem__, _T.__setitem__) and isinstance(args[0], SimTensor) and _has_list_index(args[1]):
+            # C++ turns a Python list index into a tensor on the advertised device (meta: no data, so the result
+            # would be garbage); CUDA accepts CPU index tensors, so make the list one
+            return func(args[0], _list_index_to_tensor(args[1]), *args[2:])
         if func is _T.__setitem__ and isinstance(args[0], SimTensor) and isinstance(args[2], (bool, int, float)):
             # C++ would wrap the number as a tensor on the advertised device (meta: no data); CUDA wraps it as a
             # CPU scalar, so do that

@@ -368,3 +368,21 @@ def test_corruptions_on_device_images_equal_the_cpu(dev, name):
     got = corruptions.corrupt(u8.to(dev), name, 3, seed=1)
     assert sd.is_simulated(got)
     assert torch.equal(got.cpu(), corruptions.corrupt(u8, name, 3, seed=1))
+
+
+def test_list_indices_equal_the_cpu() -> None:
+    """``t[:, [1, 4]]``: C++ turns the list into an index tensor on the advertised (meta) device, which has no data;
+    the simulator must give the CPU's result (found by notebook 06's dataset examples, whose maps came out as 1e25)."""
+    from helpers import simulated_device as sd
+
+    a = torch.randn(4, 6, 3, 3, generator=torch.Generator().manual_seed(0))
+    with sd.simulated():
+        b = a.to("cuda")
+        torch.testing.assert_close(b[:, [1, 4]].cpu(), a[:, [1, 4]])
+        torch.testing.assert_close(b[[0, 2]].cpu(), a[[0, 2]])
+        torch.testing.assert_close(b[[True, False, True, True]].cpu(), a[[True, False, True, True]])
+        c = b.clone()
+        c[:, [1, 4]] = 0.0
+        expected = a.clone()
+        expected[:, [1, 4]] = 0.0
+        torch.testing.assert_close(c.cpu(), expected)
