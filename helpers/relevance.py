@@ -226,8 +226,11 @@ def propagate(rule: Rule, module: nn.Module, x: torch.Tensor, relevance: torch.T
         return (xp * (_vjp(fn, x, w_up, s_pos) + _vjp(fn, x, w_dn, s_neg))
                 + xn * (_vjp(fn, x, w_dn, s_pos) + _vjp(fn, x, w_up, s_neg)))
     # z^B
-    low = torch.as_tensor(rule.low, dtype=x.dtype, device=x.device).expand_as(x)
-    high = torch.as_tensor(rule.high, dtype=x.dtype, device=x.device).expand_as(x)
+    # the box copied into a tensor made like x (not torch.as_tensor(..., device=x.device)): this runs inside
+    # autograd's backward, where the simulated GPU's placement mode is not active (XAI_DEVICE=sim would get a
+    # data-less tensor); on a real device both forms are the same
+    low = torch.zeros_like(x).copy_(torch.as_tensor(rule.low, dtype=x.dtype).expand(x.shape))
+    high = torch.zeros_like(x).copy_(torch.as_tensor(rule.high, dtype=x.dtype).expand(x.shape))
     w_p, w_n = w.clamp(min=0), w.clamp(max=0)
     z = fn(x, w, None) - fn(low, w_p, None) - fn(high, w_n, None)
     s = relevance / _stabilize(z, rule.eps)

@@ -35,6 +35,10 @@ Decisions (what is emulated, what is bypassed):
   moving the model, as everyone does.
 * Not simulated: ``torch.compile``, CUDA graphs, streams (a stand-in stream object answers "not capturing"),
   DataLoader workers with a simulated tensor inside a worker process, more than one GPU.
+
+Known gap: inside a custom ``torch.autograd.Function``'s backward the placement mode is not active (the autograd
+engine runs it outside the Python modes), so ``torch.tensor(..., device=x.device)`` there makes a data-less meta
+tensor; make such tensors from ``x`` (``torch.zeros_like(x).copy_(...)``, ``x.new_full``), as helpers.relevance does.
 """
 
 from __future__ import annotations
