@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_notebooks import execute_notebook, smoke_env
-from tests.test_wrong_solutions import BEGIN, _check_lines, _with_wrong_bodies
+from tests import test_wrong_solutions as base
 
 NAME = "07_evaluating_explanations"
 
@@ -66,31 +63,5 @@ WRONG_07: dict[str, tuple[str, str]] = {
 
 @pytest.mark.notebook
 def test_each_check_of_07_rejects_a_known_wrong_solution(fake_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = ROOT / "solutions" / f"{NAME}.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    exercise_cells = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and BEGIN in cell.source:
-            cell.source, functions = _with_wrong_bodies(cell.source, WRONG_07)
-            exercise_cells.append((index, functions))
-    replaced = {f for _, functions in exercise_cells for f in functions}
-    assert replaced == set(WRONG_07), f"exercise functions and WRONG_07 differ: {replaced ^ set(WRONG_07)}"
-
-    smoke_env(monkeypatch, fake_data_dir, strict=False)
-    execute_notebook(nb, path, f"wrong solutions/{NAME}.ipynb")
-
-    problems = []
-    for index, functions in exercise_cells:
-        lines = _check_lines(nb.cells[index])
-        problems += [f"cell {index}: a check passed: {line}" for line in lines if line.startswith("✅ PASS")]
-        for func in functions:
-            number = WRONG_07[func][0]
-            mine = [line for line in lines if line.split("  ", 1)[-1].startswith(number + " ")]
-            if not mine:
-                problems.append(f"cell {index}: no check of exercise {number} ({func}) printed a result")
-            for line in mine:
-                if line.startswith("⏳ TODO"):
-                    problems.append(f"cell {index}: the wrong {func} counts as not done: {line}")
-                elif "your code raised" in line:
-                    problems.append(f"cell {index}: the wrong {func} raised instead of returning a result: {line}")
-    assert not problems, "\n".join(problems)
+    monkeypatch.setitem(base.WRONG, NAME, WRONG_07)
+    base.test_each_check_rejects_a_known_wrong_solution(NAME, fake_data_dir, monkeypatch)

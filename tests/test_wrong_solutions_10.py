@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_notebooks import execute_notebook, smoke_env
-from tests.test_wrong_solutions import BEGIN, _check_lines, _with_wrong_bodies
+from tests import test_wrong_solutions as base
 
 NAME = "10_inside_the_vit"
 
@@ -78,28 +75,5 @@ VARIANTS: dict[str, dict[str, tuple[str, str]]] = {
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_each_check_rejects_known_wrong_solutions(variant: str, fake_data_dir: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    wrong = VARIANTS[variant]
-    path = ROOT / "solutions" / f"{NAME}.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    exercise_cells = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and BEGIN in cell.source:
-            cell.source, functions = _with_wrong_bodies(cell.source, wrong)
-            exercise_cells.append((index, functions))
-    assert {f for _, fs in exercise_cells for f in fs} == set(wrong)
-
-    smoke_env(monkeypatch, fake_data_dir, strict=False)
-    execute_notebook(nb, path, f"wrong solutions {variant}/{NAME}.ipynb")
-
-    problems = []
-    for index, functions in exercise_cells:
-        lines = _check_lines(nb.cells[index])
-        problems += [f"cell {index}: a check passed: {line}" for line in lines if line.startswith("✅ PASS")]
-        for func in functions:
-            number = wrong[func][0]
-            mine = [line for line in lines if line.split("  ", 1)[-1].startswith(number + " ")]
-            if not mine:
-                problems.append(f"cell {index}: no check of exercise {number} ({func}) printed a result")
-            problems += [f"cell {index}: {func}: {line}" for line in mine
-                         if line.startswith("⏳ TODO") or "your code raised" in line]
-    assert not problems, "\n".join(problems)
+    monkeypatch.setitem(base.WRONG, NAME, VARIANTS[variant])
+    base.test_each_check_rejects_a_known_wrong_solution(NAME, fake_data_dir, monkeypatch)
