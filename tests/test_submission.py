@@ -412,11 +412,9 @@ def test_every_solution_question_has_the_points_and_note_of_tools_course() -> No
     assert pdf._points(5.0, "homework") == " (5 points, homework)"
 
 
-@pytest.mark.parametrize("formula", ["", " $x$"], ids=["write_html", "hand-laid"])
-def test_words_wrap_whole_across_styled_runs(tmp_path, formula) -> None:
+def test_words_wrap_whole_across_styled_runs(tmp_path) -> None:
     """fpdf's write() broke a word that did not fit at the end of a line in the middle ("sensit / ivity") when a
-    styled run (bold, italic, code) started on that line; words must wrap whole, in a paragraph that fpdf's
-    write_html lays out and in one with a formula (laid out by hand)."""
+    styled run (bold, italic, code) started on that line; words must wrap whole."""
     words = ["sensitivity", "completeness", "forward", "attribution", "gradient", "saliency", "baseline"]
     parts = []
     for i in range(60):
@@ -424,18 +422,16 @@ def test_words_wrap_whole_across_styled_runs(tmp_path, formula) -> None:
         parts.append(f"**{w}**" if i % 5 == 0 else f"`{w}`" if i % 7 == 0 else f"*{w}*" if i % 3 == 0 else w)
     nb = new_notebook()
     nb.cells = [new_markdown_cell("# 99 · Wrapping"), new_markdown_cell("**TOSUBMIT 99.1** *(1 point)* Wrap."),
-                new_markdown_cell(" ".join(parts) + formula + ".")]
+                new_markdown_cell(" ".join(parts) + ".")]
     path = tmp_path / f"{STEM}.ipynb"
     nbformat.write(nb, path)
-    out = submission.build_pdf(path, NAME, "s1")
-    _, pages = pdf_text(out)
+    _, pages = pdf_text(submission.build_pdf(path, NAME, "s1"))
     text = "\n".join(pages)
     body = text[text.index("Wrap.") + len("Wrap."):]
     tokens = [t.strip(".") for t in body.split() if t.strip(".")]
     broken = [t for t in tokens if t.isalpha() and t.islower() and t not in words + ["page"]]  # body: lower-case
     assert not broken, f"words broken at line ends: {broken[:6]}"
     assert sum(t in words for t in tokens) == 60
-    assert images(out) == (0, 1 if formula else 0)  # the formula drawn: the paragraph took the hand-laid path
 
 
 def test_batch_points_sheet_and_summary(tmp_path, monkeypatch):
@@ -614,20 +610,15 @@ def _broken_words(pdf_path: Path, words: list[str]) -> list[str]:
     return [t for t in tokens if t.isalpha() and t.islower() and t not in words + ["page"]]
 
 
-@pytest.mark.parametrize("formula", ["", " $x$"], ids=["write_html", "hand-laid"])
-def test_word_wrap_check_rejects_words_broken_at_line_ends(tmp_path, monkeypatch, formula):
+def test_word_wrap_check_rejects_words_broken_at_line_ends(tmp_path, monkeypatch):
     """The check of test_words_wrap_whole_across_styled_runs fails on a layout that fills every line to the last
-    character, as fpdf's write() did: fpdf's text columns set to wrap at any character (write_html), or the
-    hand-laid lines cut into single characters."""
-    import fpdf
-
+    character, as fpdf's write() did."""
     from helpers.submission import writer
 
     words = ["sensitivity", "completeness", "forward", "attribution"]
     nb = new_notebook()
     nb.cells = [new_markdown_cell("# 99 · Wrapping"), new_markdown_cell("**TOSUBMIT 99.1** *(1 point)* Wrap."),
-                new_markdown_cell(" ".join(f"**{w}**" if i % 5 == 0 else w for i, w in enumerate(words * 15))
-                                  + formula)]
+                new_markdown_cell(" ".join(f"**{w}**" if i % 5 == 0 else w for i, w in enumerate(words * 15)))]
     path = tmp_path / f"{STEM}.ipynb"
     nbformat.write(nb, path)
     assert _broken_words(submission.build_pdf(path, NAME, "s1"), words) == []
@@ -642,8 +633,6 @@ def test_word_wrap_check_rejects_words_broken_at_line_ends(tmp_path, monkeypatch
             used += p.width
         return lines
 
-    columns = fpdf.FPDF.text_columns
-    monkeypatch.setattr(fpdf.FPDF, "text_columns", lambda self, **kw: columns(self, **kw, wrapmode="CHAR"))
     monkeypatch.setattr(writer.Writer, "_lines", fill_to_the_last_character)
     assert _broken_words(submission.build_pdf(path, NAME, "s1", overwrite=True), words)
 
@@ -692,12 +681,9 @@ def _block_problems(pdf_path: Path) -> list[str]:
 
 def test_blocks_read_back(tmp_path, monkeypatch):
     """Headings, ordered and nested lists (numbered from their start), quotes, links, strikethrough, hard breaks,
-    entities and HTML reach the PDF as text, laid out by fpdf's write_html and (with a formula in the list) by hand;
-    a renderer that drops the list numbers fails the check, on either path."""
-    with_formula = BLOCKS.replace("fourth point", "fourth point $x$")
+    entities and HTML reach the PDF as text; a renderer that drops the list numbers fails the check."""
     assert _block_problems(_answer_pdf(tmp_path, BLOCKS)) == []
-    assert _block_problems(_answer_pdf(tmp_path, with_formula, "hand")) == []
-    from helpers.submission import markdown, writer
+    from helpers.submission import writer
 
     def no_numbers(self, tok, images, color):
         tok = {**tok, "attrs": {**tok.get("attrs", {}), "ordered": False}}
@@ -705,11 +691,7 @@ def test_blocks_read_back(tmp_path, monkeypatch):
 
     original = writer.Writer._list
     monkeypatch.setattr(writer.Writer, "_list", no_numbers)
-    assert any("missing: '3.'" in p for p in _block_problems(_answer_pdf(tmp_path, with_formula, "bullets")))
-    monkeypatch.undo()
-    renderer = markdown._html_renderer()
-    monkeypatch.setattr(renderer, "list", lambda self, text, ordered, **attrs: f"<ul>{text}</ul>")
-    assert any("missing: '3.'" in p for p in _block_problems(_answer_pdf(tmp_path, BLOCKS, "html_bullets")))
+    assert any("missing: '3.'" in p for p in _block_problems(_answer_pdf(tmp_path, BLOCKS, "bullets")))
 
 
 def test_inline_sums_keep_their_limits_beside():

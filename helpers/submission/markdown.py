@@ -4,23 +4,20 @@ Parsing is mistune 3's (CommonMark with GitHub tables and strikethrough, ``$...$
 as links), through its AST renderer: :func:`parse` returns the block tokens as mistune writes them (dicts with
 ``type``, ``children``, ``raw``, ``attrs``). The writer walks them; :func:`spans` flattens the inline children of a
 paragraph into styled :class:`Span` s, :func:`plain_text` into one string (table cells), and :func:`image_sources`
-lists the images an answer shows (read before drawing, so a missing file fails early). Blocks without formulas,
-images, code blocks or tables (:func:`html_ready`) become the restricted HTML that fpdf2's ``write_html`` lays out
-(:func:`to_html`): only tags it renders, every text escaped, raw HTML reduced to its text.
+lists the images an answer shows (read before drawing, so a missing file fails early).
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from .mathrender import latex_to_text
 
-__all__ = ["PLUGINS", "Span", "parse", "spans", "plain_text", "image_sources", "html_text", "html_ready", "to_html"]
+__all__ = ["PLUGINS", "Span", "parse", "spans", "plain_text", "image_sources", "html_text"]
 
 #: mistune plugins: what answers use beyond CommonMark
 PLUGINS = ("table", "math", "strikethrough", "url")
@@ -146,84 +143,3 @@ def image_sources(md: str) -> list[tuple[str, str]]:
     """The ``(alt, src)`` of every image the Markdown shows, in order (duplicates kept)."""
     return [(plain_text(t.get("children", [])), t.get("attrs", {}).get("url", ""))
             for t in _walk(parse(md)) if t.get("type") == "image"]
-
-
-_HTML_BLOCKS = ("paragraph", "block_text", "heading", "list", "thematic_break", "block_html")  # quotes: their blocks
-_NOT_HTML = ("inline_math", "block_math", "image", "block_code", "table")
-
-
-def html_ready(tok: Token) -> bool:
-    """Whether fpdf2's ``write_html`` can lay out a block: text blocks and lists without a formula, an image, a code
-    block or a table anywhere inside (those are drawn by the writer itself). Not quotes: write_html indents only a
-    quote's first paragraph; the writer indents the quote and hands its blocks on one by one.
-
-    Args:
-        tok: a block token of :func:`parse`.
-
-    Returns:
-        True when :func:`to_html` renders the whole block.
-    """
-    return tok.get("type") in _HTML_BLOCKS and all(t.get("type") not in _NOT_HTML for t in _walk([tok]))
-
-
-@lru_cache(maxsize=1)
-def _html_renderer() -> type:
-    _parser()  # mistune 3, or an ImportError that says what to install
-    from mistune import HTMLRenderer
-
-    class _Restricted(HTMLRenderer):
-        """mistune's HTML, restricted to what fpdf2's write_html renders."""
-
-        def __init__(self, clean: Callable[[str, bool], str], line_height: float) -> None:
-            super().__init__(escape=True)
-            self._clean, self._lh = clean, f' line-height="{line_height:.3f}"'
-
-        def text(self, text: str) -> str:
-            return html.escape(self._clean(html.unescape(text), False), quote=False)
-
-        def codespan(self, text: str) -> str:
-            return "<code>" + html.escape(self._clean(text, True), quote=False) + "</code>"
-
-        def strikethrough(self, text: str) -> str:
-            return "<s>" + text + "</s>"  # fpdf2 2.8.9 never ends <del> (its end tag is missing from the list)
-
-        def linebreak(self) -> str:
-            return "<br>"
-
-        def softbreak(self) -> str:
-            return " "
-
-        def inline_html(self, html_: str) -> str:
-            return "<br>" if _BR.match(html_.strip()) else ""
-
-        def block_html(self, html_: str) -> str:
-            text = " ".join(html_text(html_).split())
-            return self.paragraph(self.text(text)) if text else ""
-
-        def paragraph(self, text: str) -> str:
-            return f"<p{self._lh}>{text}</p>"
-
-        def list(self, text: str, ordered: bool, **attrs: Any) -> str:
-            tag = "ol" if ordered else "ul"
-            start = f' start="{attrs["start"]}"' if ordered and attrs.get("start") else ""
-            return f"<{tag}{start}{self._lh}>{text}</{tag}>"
-
-    return _Restricted
-
-
-def to_html(tokens: list[Token], clean: Callable[[str, bool], str], line_height: float) -> str:
-    """Blocks that :func:`html_ready` accepts -> HTML for fpdf2's ``write_html``.
-
-    Args:
-        tokens: block tokens of :func:`parse`.
-        clean: ``clean(text, code)`` returns the text with the characters the font (``code``: the monospaced one)
-            cannot draw replaced.
-        line_height: the line height of paragraphs and list items, in font sizes.
-
-    Returns:
-        The HTML: paragraphs, headings, lists (numbered from their start), rules, links, emphasis, code spans,
-        strikethrough and line breaks; raw HTML as its text.
-    """
-    from mistune.core import BlockState
-
-    return _html_renderer()(clean, line_height)(tokens, BlockState())

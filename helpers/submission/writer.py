@@ -1,15 +1,18 @@
-"""The page layout of the submission PDF on fpdf2: fonts, Markdown blocks, lines of styled text with formulas,
+"""The page layout of the submission PDF on fpdf2: fonts, lines of styled text with formulas, Markdown blocks,
 figures.
 
-Blocks without formulas or images (paragraphs, headings, lists, rules, raw HTML) are laid out by fpdf2's
-``write_html`` from the restricted HTML of :func:`~helpers.submission.markdown.to_html`, in the fonts, sizes and
-spacing of the hand-laid text. write_html puts an ``<img>`` above its paragraph, not on the line, so a paragraph,
-heading or list with an inline formula is laid out here: it becomes words (runs of text in one or several styles,
-and inline formulas, with no space between them), words are put on lines greedily and never split (unless one word
-is wider than the line), and each line is as tall as its tallest formula, every piece sitting on one baseline.
-Formulas are images drawn by :mod:`~helpers.submission.mathrender`; what mathtext cannot draw is written as readable
-text. Code blocks (a grey box: write_html's ``<pre>`` has no background) and tables (fpdf2's ``table()``) are drawn
-directly, quotes indented here (write_html indents only a quote's first paragraph).
+Text is laid out here, not by fpdf's ``write``/``multi_cell`` (which break a word in the middle when a styled run
+began the line, "sensit / ivity"): a paragraph becomes words (runs of text in one or several styles, and inline
+formulas, with no space between them), words are put on lines greedily and never split (unless one word is wider
+than the line), and each line is as tall as its tallest formula, every piece sitting on one baseline. Formulas are
+images drawn by :mod:`~helpers.submission.mathrender`; what mathtext cannot draw is written as readable text.
+
+Not by fpdf2's ``write_html`` either (issue #39; tried in commit 397beed): it puts an ``<img>`` above its paragraph,
+not on the line, so every paragraph, heading or list item that may hold an inline formula needs this layout anyway.
+write_html for the blocks without formulas was a second renderer of the same Markdown (+138 lines: its fonts, sizes,
+colours and spacing kept equal to these by hand, a workaround for fpdf2 2.8.9 never ending ``<del>``'s
+strikethrough) for the same pages and file size, no faster. Code blocks (``multi_cell``: write_html's ``<pre>`` has no
+background) and tables (fpdf2's ``table()``, which write_html's ``<table>`` wraps) are fpdf2's own rendering.
 """
 
 from __future__ import annotations
@@ -50,8 +53,6 @@ BLUE = (20, 60, 160)
 _CODE = (150, 30, 30)
 _PT = 25.4 / 72  # mm per point
 _MATH_PAD = 0.25  # mm kept free above and below an inline formula
-_HEADING_SIZES = {1: 14, 2: 13, 3: 12}  # pt; 11 below
-_HAND_IN_LIST = ("paragraph", "block_text", "heading", "list", "block_quote")  # their first line holds a bullet
 
 
 def _ttf_dir() -> Path | None:
@@ -134,7 +135,7 @@ class Writer:
     def font(self, family: str, style: str = "", size: float = BODY_SIZE) -> None:
         """Set the font; TTF faces are loaded on first use (parsing a font file takes a while)."""
         if not self.unicode:
-            self.pdf.set_font(self._family(family), style, size)
+            self.pdf.set_font({"body": "helvetica", "mono": "courier"}[family], style, size)
             return
         if family == "mono":
             style = ""
@@ -354,10 +355,6 @@ class Writer:
         pdf.set_text_color(0, 0, 0)
         pdf.ln(after)
 
-    def paragraph(self, text: str, size: float = BODY_SIZE, color: tuple = (0, 0, 0), bold: bool = False) -> None:
-        """Plain text (no Markdown) as a paragraph."""
-        self.text([Span("text", text)], size, color, bold)
-
     # -- Markdown blocks ---------------------------------------------------------------------------------------
 
     def markdown(self, md: str, images: dict[str, bytes | None], color: tuple = (0, 0, 0)) -> None:
@@ -371,27 +368,10 @@ class Writer:
             self._draw_line([], BODY_SIZE)
 
     def blocks(self, tokens: list[dict[str, Any]], images: dict[str, bytes | None], color: tuple,
-               tight: bool = False, in_list: bool = False) -> None:
-        """Draw Markdown block tokens: runs of blocks without formulas, images, code or tables by fpdf2's
-        ``write_html``, the others by hand (their inline formulas on the line).
-
-        Args:
-            tokens: block tokens of :func:`~helpers.submission.markdown.parse`.
-            images: the answer's images (src -> bytes; None: a web link, not drawn).
-            color: the text colour.
-            tight: the blocks of a tight list item (less space after paragraphs).
-            in_list: the blocks of a hand-laid list item, whose bullet :meth:`_draw_line` draws with its first line:
-                paragraphs, headings, lists and quotes stay hand-laid there.
-        """
+               tight: bool = False) -> None:
         pdf = self.pdf
-        run: list[dict[str, Any]] = []  # blocks for write_html, drawn before the next hand-laid block
         for tok in tokens:
             kind = tok.get("type")
-            if markdown.html_ready(tok) and not (in_list and kind in _HAND_IN_LIST):
-                run.append(tok)
-                continue
-            self._html(run, color)
-            run = []
             if kind in ("paragraph", "block_text"):
                 self._paragraph(tok.get("children", []), images, color, 0.4 if tight else 1.2)
                 continue
@@ -399,7 +379,8 @@ class Writer:
                 self._flush_marker()
                 level = tok.get("attrs", {}).get("level", 1)
                 pdf.ln(1)
-                self.text(markdown.spans(tok.get("children", [])), _HEADING_SIZES.get(level, 11), color, bold=True)
+                self.text(markdown.spans(tok.get("children", [])), {1: 14, 2: 13, 3: 12}.get(level, 11), color,
+                          bold=True)
             elif kind == "list":
                 self._list(tok, images, color)
             elif kind == "block_code":
@@ -414,56 +395,20 @@ class Writer:
                 pdf.set_left_margin(base + 6)
                 self.blocks(tok.get("children", []), images, GREY)
                 pdf.set_left_margin(base)
+            elif kind == "thematic_break":
+                self._flush_marker()
+                y = pdf.get_y() + 1
+                pdf.set_draw_color(180, 180, 180)
+                pdf.line(pdf.l_margin, y, pdf.w - pdf.r_margin, y)
+                pdf.ln(3)
             elif kind == "table":
                 self._flush_marker()
                 self._table(tok, color)
-        self._html(run, color)
+            elif kind == "block_html":
+                text = " ".join(markdown.html_text(tok.get("raw", "")).split())
+                if text:
+                    self.text([Span("text", text)], color=color)
         self._flush_marker()
-
-    def _html(self, tokens: list[dict[str, Any]], color: tuple) -> None:
-        """Blocks without formulas laid out by fpdf2's ``write_html``, in the fonts, sizes and spacing of the
-        hand-laid text.
-
-        Args:
-            tokens: blocks that :func:`~helpers.submission.markdown.html_ready` accepts.
-            color: the text colour (links blue, code spans red, quotes grey).
-        """
-        if not tokens:
-            return
-        from fpdf import FontFace, TextStyle
-
-        self._flush_marker()
-        html = markdown.to_html(tokens, self._clean_as, LINE / (BODY_SIZE * _PT))
-        depth, both = {"B": 0, "I": 0}, False  # bold italic: <em> inside <strong> or a heading, or the reverse
-        for end, tag in re.findall(r"<(/?)(strong|em|h\d)\b", html):
-            depth["I" if tag == "em" else "B"] += -1 if end else 1
-            both = both or min(depth.values()) > 0
-        bold, italic = "<strong>" in html or "<h" in html, "<em>" in html
-        for family, style, used in (("body", "B", bold), ("body", "I", italic), ("body", "BI", both),
-                                    ("mono", "", "<code>" in html), ("body", "", True)):
-            if used:  # the faces write_html may ask for (each one loaded is embedded); it starts in the last
-                self.font(family, style, BODY_SIZE)
-        body, mono = self._family("body"), self._family("mono")
-        headings = {f"h{k}": TextStyle(font_family=body, font_style="B", font_size_pt=_HEADING_SIZES.get(k, 11),
-                                       color=color, t_margin=2, b_margin=0.3) for k in range(1, 7)}
-        styles = {"p": TextStyle(t_margin=0.01, b_margin=1.2), "a": FontFace(color=BLUE, emphasis=""),
-                  "code": FontFace(family=mono, size_pt=BODY_SIZE - 1, color=_CODE),
-                  "ul": TextStyle(t_margin=0.01, b_margin=1.2), "ol": TextStyle(t_margin=0.01, b_margin=1.2),
-                  "li": TextStyle(l_margin=6, t_margin=0.4), **headings}
-        pdf = self.pdf
-        pdf.set_text_color(*color)
-        pdf.set_x(pdf.l_margin)
-        pdf.write_html(html, tag_styles=styles, li_prefix_color=color, warn_on_tags_not_matching=False)
-        pdf.set_text_color(0, 0, 0)
-
-    def _clean_as(self, text: str, code: bool) -> str:
-        """:meth:`clean` for the body font (``code``: the monospaced one)."""
-        self.font("mono" if code else "body", "", BODY_SIZE)
-        return self.clean(text)
-
-    def _family(self, family: str) -> str:
-        """fpdf's name of a font family: ``body`` / ``mono``, or the core fonts where DejaVu is missing."""
-        return family if self.unicode else {"body": "helvetica", "mono": "courier"}[family]
 
     def _paragraph(self, children: list[dict[str, Any]], images: dict[str, bytes | None], color: tuple,
                    after: float) -> None:
@@ -498,7 +443,7 @@ class Writer:
             self._marker = (indent, self.clean(bullet), color)
             pdf.set_left_margin(indent + 6)
             pdf.set_x(indent + 6)
-            self.blocks(item.get("children", []), images, color, tight=tight, in_list=True)
+            self.blocks(item.get("children", []), images, color, tight=tight)
             pdf.set_left_margin(base)
             pdf.set_x(base)
         if depth == 0:
