@@ -6,6 +6,13 @@ began the line, "sensit / ivity"): a paragraph becomes words (runs of text in on
 formulas, with no space between them), words are put on lines greedily and never split (unless one word is wider
 than the line), and each line is as tall as its tallest formula, every piece sitting on one baseline. Formulas are
 images drawn by :mod:`~helpers.submission.mathrender`; what mathtext cannot draw is written as readable text.
+
+Not by fpdf2's ``write_html`` either (issue #39; tried in commit 397beed): it puts an ``<img>`` above its paragraph,
+not on the line, so every paragraph, heading or list item that may hold an inline formula needs this layout anyway.
+write_html for the blocks without formulas was a second renderer of the same Markdown (+138 lines: its fonts, sizes,
+colours and spacing kept equal to these by hand, a workaround for fpdf2 2.8.9 never ending ``<del>``'s
+strikethrough) for the same pages and file size, no faster. Code blocks (``multi_cell``: write_html's ``<pre>`` has no
+background) and tables (fpdf2's ``table()``, which write_html's ``<table>`` wraps) are fpdf2's own rendering.
 """
 
 from __future__ import annotations
@@ -347,10 +354,6 @@ class Writer:
             self._draw_line(line, size, align)
         pdf.set_text_color(0, 0, 0)
         pdf.ln(after)
-
-    def paragraph(self, text: str, size: float = BODY_SIZE, color: tuple = (0, 0, 0), bold: bool = False) -> None:
-        """Plain text (no Markdown) as a paragraph."""
-        self.text([Span("text", text)], size, color, bold)
 
     # -- Markdown blocks ---------------------------------------------------------------------------------------
 
