@@ -34,9 +34,7 @@ ARCHITECTURES: dict[str, ViTConfig | CNNConfig] = {
     "cnn_cifar10": CNNConfig(),
     # notebook 07: the shape-classification CNN of helpers.synthetic (tools/train_shapes.py)
     "cnn_shapes": CNNConfig(num_classes=4, widths=(16, 32, 64, 128)),
-    # notebook 07: a small ViT on the same shapes (linear 4-px patch tokens), NOT shipped yet:
-    # `python tools/train_shapes.py --model vit_shapes --epochs 8` was at 77.1 % validation accuracy after 5 of 8
-    # epochs when it was stopped (too slow on the loaded 2-core VM)
+    # notebook 07: a small ViT on the same shapes (linear 4-px patch tokens; tools/train_shapes.py --model vit_shapes)
     "vit_shapes": ViTConfig(num_classes=4, dim=64, depth=4, heads=4, mlp_ratio=2.0, tokenizer="linear"),
     # notebook 07: cnn_cifar10's architecture trained on permuted labels (tools/train_random_labels.py)
     "cnn_cifar10_random_labels": CNNConfig(),

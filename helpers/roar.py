@@ -225,21 +225,37 @@ def compare(a: Sequence[float], b: Sequence[float], n_test: int, z: float = 1.96
 
 
 def plot_roar(curves: dict[str, dict[str, list[float]]], baseline: Sequence[float] | None = None, ax: Any = None,
-              title: str = "ROAR") -> Any:
-    """Accuracy of the retrained model against the fraction ``t`` removed, one line per method (mean over seeds,
-    error bars: one standard deviation when there are several). ``curves``: ``{method: {t: [accuracy per seed]}}``;
-    ``baseline``: the accuracies without removal (drawn at ``t = 0`` for every method). Returns the figure."""
+              title: str = "ROAR", n_test: int | None = None) -> Any:
+    """Accuracy of the retrained model against the fraction ``t`` removed, one line per method (mean over seeds).
+
+    Args:
+        curves: ``{method: {t: [accuracy per seed]}}``.
+        baseline: the accuracies without removal (drawn at ``t = 0`` for every method), or None.
+        ax: the axes to draw on (None: a new figure).
+        title: the axes' title.
+        n_test: the number of test images. Given, the error bars are the 95 % intervals of :func:`interval` (seed
+            spread and the test set's binomial error), and the methods' points are drawn slightly apart so the bars
+            do not hide each other; None: one standard deviation over the seeds (nothing for one seed).
+
+    Returns:
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4))
-    base = sum(baseline) / len(baseline) if baseline else None
-    for method, res in curves.items():
+    base = list(baseline) if baseline else None
+    for k, (method, res) in enumerate(curves.items()):
         ts, means, sds = summarize(res)
+        if n_test is not None:
+            sds = [interval(res[key], n_test)[1] for key in sorted(res, key=float)]
         if base is not None:
-            ts, means, sds = [0.0, *ts], [base, *means], [0.0, *sds]
+            half0 = interval(base, n_test)[1] if n_test is not None else 0.0
+            ts, means, sds = [0.0, *ts], [sum(base) / len(base), *means], [half0, *sds]
+        shift = 0.6 * (k - (len(curves) - 1) / 2) if n_test is not None else 0.0
         style = dict(color="black", linestyle="--") if method == "random" else {}
-        ax.errorbar([100 * t for t in ts], means, yerr=sds, marker="o", ms=3, capsize=2, label=method, **style)
+        ax.errorbar([100 * t + shift for t in ts], means, yerr=sds, marker="o", ms=3, capsize=2, label=method,
+                    **style)
     ax.set_xlabel("pixels removed t (%)")
     ax.set_ylabel("test accuracy after retraining")
     ax.set_title(title)

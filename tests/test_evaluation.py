@@ -336,22 +336,39 @@ def test_paste_shapes() -> None:
         synthetic.shape_mask("star")
 
 
-def test_shipped_shapes_cnn_uses_the_shape() -> None:
-    """The ground-truth model is right on backgrounds it never saw (smooth random colour fields: upsampled 4x4
-    noise; on i.i.d. pixel noise, far from its photos, it is not), and at chance once the shape is gone."""
+def _photo_crops(n_per_photo: int = 16) -> torch.Tensor:
+    """Random square crops of the bundled skimage photos, resized to 32 px: (N, 3, 32, 32) uint8 backgrounds that
+    no shapes model saw (its backgrounds were CIFAR-10 photos)."""
     from helpers import data
 
-    model = load_checkpoint("cnn_shapes")
-    low = torch.rand(64, 3, 4, 4, generator=torch.Generator().manual_seed(2))
-    bg = (torch.nn.functional.interpolate(low, size=32, mode="bilinear", align_corners=False) * 255).round()
-    bg = bg.to(torch.uint8)
+    gen = torch.Generator().manual_seed(0)
+    crops = []
+    for img in data.sample_photos().values():
+        t = torch.from_numpy(img).permute(2, 0, 1).float()[None]
+        h, w = t.shape[-2:]
+        for _ in range(n_per_photo):
+            s = int(min(h, w) * (0.2 + 0.4 * torch.rand(1, generator=gen).item()))
+            y, x = (int(torch.randint(0, d - s + 1, (1,), generator=gen)) for d in (h, w))
+            crops.append(torch.nn.functional.interpolate(t[..., y:y + s, x:x + s], size=32, mode="area"))
+    return torch.cat(crops).round().clamp(0, 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("name", ["cnn_shapes", "vit_shapes"])
+def test_shipped_shapes_model_uses_the_shape(name: str) -> None:
+    """Each ground-truth model (notebook 07) is right on photo backgrounds it never saw (crops of the skimage
+    photos), and near chance (4 classes) once the shape is gone. (On smooth random colour fields, far from its
+    photos, the CNN is still right and the ViT is not: 64 % when this was written.)"""
+    from helpers import data
+
+    model = load_checkpoint(name)
+    bg = _photo_crops()
     imgs, labels, _ = synthetic.paste_shapes(bg, seed=3)
     x = data.normalize(imgs.float() / 255, data.CIFAR10_MEAN, data.CIFAR10_STD)
     with torch.no_grad():
         acc = (model(x).argmax(1) == labels).float().mean()
         blank = model(data.normalize(bg.float() / 255, data.CIFAR10_MEAN, data.CIFAR10_STD)).argmax(1)
     assert acc >= 0.9, acc
-    assert (blank == labels).float().mean() < 0.5  # without the shape it cannot know the class
+    assert (blank == labels).float().mean() < 0.4  # without the shape it cannot know the class
 
 
 # ---------------------------------------------------------------------------------------------- exercise checks

@@ -108,6 +108,21 @@ def test_plot_roar_one_line_per_method() -> None:
     assert len(fig.axes[0].get_legend().get_texts()) == 2
 
 
+def test_plot_roar_intervals_include_the_test_sets_error() -> None:
+    """With ``n_test`` the error bars are :func:`roar.interval`'s 95 % half-widths (binomial error included, so one
+    seed gets a bar too); without it, the seeds' standard deviation (none for one seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    curves = {"gradient": {"0.9": [0.3], "0.5": [0.45]}}
+    for n_test, expected in ((2000, [roar.interval([0.45], 2000)[1], roar.interval([0.3], 2000)[1]]), (None, [0, 0])):
+        fig = roar.plot_roar(curves, n_test=n_test)
+        bars = fig.axes[0].containers[0].lines[2][0].get_segments()  # one vertical segment per point, t sorted
+        halves = [(seg[1][1] - seg[0][1]) / 2 for seg in bars]
+        assert halves == pytest.approx(expected, abs=1e-9), (n_test, halves)
+        matplotlib.pyplot.close(fig)
+
+
 # ------------------------------------------------------------------------------------------- the shipped table
 def _leaves(obj):
     if isinstance(obj, dict):
