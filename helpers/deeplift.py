@@ -94,7 +94,7 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | to
 
 def gradient_shap(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | torch.Tensor,
                   baselines: torch.Tensor, n_samples: int = 32, stdev: float = 0.0, seed: int = 0,
-                  batch_size: int = 64) -> torch.Tensor:
+                  batch_size: int = 256) -> torch.Tensor:
     """GradientSHAP / expected gradients: the Monte-Carlo mean over ``n_samples`` draws per image of
     ``(x + e - x') * grad f(x' + a (x + e - x'))`` with ``x'`` drawn uniformly from ``baselines``,
     ``a ~ U(0, 1)`` and ``e ~ N(0, stdev^2)`` (per pixel).
