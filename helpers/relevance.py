@@ -22,7 +22,11 @@ the input pixels. The original model is never modified (no hooks are left behind
 Public API: :func:`lrp` ``(B, C, H, W)``, :func:`explain` (with per-layer relevance sums: conservation),
 :func:`canonize`, the rules :func:`lrp0`, :func:`epsilon`, :func:`gamma`, :func:`zbox` and :class:`Composite`.
 Transformers (LayerNorm, attention, GELU) are not handled here: :func:`lrp` raises :class:`LRPError` and names the
-layer (transformers: :mod:`helpers.relevance_vit`).
+layer (transformers: :mod:`helpers.relevance_vit`). Nor is EfficientNet-Lite0 (``efficientnet-lite-pytorch`` 0.1.0):
+its ``MBConvBlock`` adds the skip connection inside its own ``forward`` and calls one ``ReLU6`` module twice, and its
+convolutions are ``Conv2dStaticSamePadding`` modules with a padding child; zennit 0.5.1 has no canonizer for it either
+(its generic ``SequentialMergeBatchNorm`` merges none of the 49 BatchNorms; ``tests/test_relevance.py``). Supporting
+it would need a block canonizer (split sum, merged BatchNorm, one ReLU6 per use), not a rule.
 """
 
 from __future__ import annotations

@@ -253,3 +253,29 @@ def test_bad_images_and_targets(cnn, images):
         R.lrp(cnn, images[0], 0)
     with pytest.raises(ValueError, match="out of range"):
         R.lrp(cnn, images, 10)
+
+
+def test_zennit_generic_canonizer_does_not_fit_efficientnet_lite0():
+    """What notebook 09 says about EfficientNet-Lite0 and zennit: SequentialMergeBatchNorm merges none of its
+    BatchNorms (every conv is a Conv2dStaticSamePadding with a padding child, so conv and BN are never adjacent
+    leaves) and 16 of the 17 ReLU6 modules run twice per forward pass (zennit keeps one input per hooked module)."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    torch.manual_seed(0)
+    net = _randomise_bn(EfficientNet.from_name("efficientnet-lite0").double().eval())
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = 1e-3
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 49
+    assert SequentialMergeBatchNorm().apply(net) == []  # nothing merged
+    calls: dict[int, int] = {}
+    relus = [m for m in net.modules() if isinstance(m, nn.ReLU6)]
+    handles = [m.register_forward_hook(lambda mod, i, o: calls.__setitem__(id(mod), calls.get(id(mod), 0) + 1))
+               for m in relus]
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        net(x)
+    for h in handles:
+        h.remove()
+    assert len(relus) == 17 and sum(c == 2 for c in calls.values()) == 16
