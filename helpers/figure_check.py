@@ -3,7 +3,8 @@
 :func:`text_overlaps` draws a figure (its layout engine included) and compares the window extents of its texts:
 the suptitle and other figure texts, every axes' titles, axis labels, drawn tick labels and offset texts, the
 colour bars' labels and ticks (a colour bar is an axes), texts placed in axes, and every legend as one box. It
-returns one :class:`TextProblem` per pair of overlapping texts and per text that reaches past the figure's edge.
+returns one :class:`TextProblem` per pair of overlapping texts and per text that reaches past the figure's edge, and
+one per colour bar whose bar, ticks or label lie over another axes' drawing area (a bar squeezed between panels).
 
 Tolerances: boxes that only touch, or overlap by less than ``tol`` points in either direction, pass; a rotated text
 is compared as its rotated rectangle (so 45-degree tick labels side by side pass); empty, invisible and fully
@@ -183,7 +184,29 @@ def text_overlaps(fig: Any, tol: float = 1.0, edge: bool = True) -> list[TextPro
                 continue  # the bounding boxes are apart or only touch
             if _separation(items[i][2], items[j][2]) < -px:
                 problems.append(TextProblem("overlap", items[i][0], items[j][0]))
+    problems += _colorbars_over_axes(fig, renderer, px)
     return problems
+
+
+def _colorbars_over_axes(fig: Any, renderer: Any, px: float) -> list[TextProblem]:
+    """A colour bar (its bar, ticks and label) that lies over another axes' drawing area, e.g. a bar squeezed
+    between two columns of panels: one problem per (colour bar, axes) pair that overlap by more than ``px``."""
+    axes = [(n, ax) for n, ax in enumerate(fig.axes, 1) if _visible(ax)]
+    bars = [(n, ax) for n, ax in axes if hasattr(ax, "_colorbar")]
+    found = []
+    for n, bar in bars:
+        box = bar.get_tightbbox(renderer)
+        if box is None:
+            continue
+        for m, ax in axes:
+            if m == n or hasattr(ax, "_colorbar") or (not ax.axison and not ax.images):
+                continue
+            area = ax.bbox
+            if min(box.x1, area.x1) - max(box.x0, area.x0) > px and min(box.y1, area.y1) - max(box.y0, area.y0) > px:
+                label = bar.yaxis.label.get_text() or bar.xaxis.label.get_text()
+                found.append(TextProblem("overlap", f"colour bar {_shown(label)} (axes {n})",
+                                         f"the drawing area of axes {m}"))
+    return found
 
 
 # ------------------------------------------------------------------------------------------------ kernel hook
